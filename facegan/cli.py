@@ -1,0 +1,142 @@
+"""``facegan`` / ``python -m facegan``: train, sample and export from the command line.
+
+Train flags are generated from ``TrainConfig``'s fields, so the CLI, the notebook and checkpoints share one
+definition. Usage errors exit 2 (argparse); anything else a user can cause exits 1 with one ``error: ...`` line.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+import warnings
+from pathlib import Path
+
+from .config import TrainConfig
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            base = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
+            parser.add_argument(flag, type=base, default=None, help=help_text, **extra)
+    # the familiar short name for the run length
+    parser.add_argument("--n-epochs", dest="epochs", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegan", description="Train a DCGAN on faces and draw new ones.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train (or --resume) a run",
+                                description="Train a DCGAN. Every flag maps to a field of facegan.TrainConfig.")
+    _add_config_flags(train)
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint.pt (up to --epochs in all)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser("sample", help="draw faces from a trained generator")
+    sample.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt or a .safetensors export")
+    sample.add_argument("--n", type=_positive_int, default=64, help="how many faces (default: 64)")
+    sample.add_argument("--out", required=True, help="a .png path for one grid, or a folder for N single PNGs")
+    sample.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
+    sample.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+
+    export = commands.add_parser("export", help="export a checkpoint's generator to safetensors (no code inside)")
+    export.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt")
+    export.add_argument("--out", required=True, help="where to write the .safetensors file")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (default: TrainConfig()) with every flag the user gave laid over it."""
+    values = (base or TrainConfig()).to_dict()
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                   if getattr(args, f.name, None) is not None})
+    return TrainConfig.from_dict(values)
+
+
+def _train(args) -> int:
+    from .checkpoint import config_of, load_checkpoint
+    from .train import Trainer
+    config = config_from_args(args)
+    if args.resume:
+        # a resumed run keeps its stored recipe; the flags given now override it (Trainer.resume checks shapes)
+        path = Path(config.out) / "checkpoint.pt"
+        if path.is_file():
+            config = config_from_args(args, config_of(load_checkpoint(path)))
+    trainer = Trainer(config, progress=not args.quiet)
+    if args.resume:
+        trainer.resume()
+    result = trainer.run()
+    d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
+    print(f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, "
+          f"d_loss {d:.3f}, g_loss {g:.3f}, {result.images_per_second:.0f} images/s; run in {config.out}/")
+    return 0
+
+
+def _sample(args) -> int:
+    import torch
+    from .checkpoint import load_generator
+    from .images import save_grid, save_png, to_uint8
+    from .models import sample_latent
+    from .train import autocast, pick_device
+    device = pick_device(args.device)
+    G, config = load_generator(args.checkpoint, device)
+    z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
+    with torch.no_grad(), autocast(device, config.precision):
+        images = torch.cat([G(chunk.to(device)).float().cpu() for chunk in z.split(256)])
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(images, out)
+        print(f"wrote a grid of {args.n} faces to {out}")
+    else:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"--out '{out}' is a file: give a .png name for a grid, or a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(to_uint8(images)):
+            save_png(image, out / f"{i:05d}.png")
+        print(f"wrote {args.n} faces to {out}/")
+    return 0
+
+
+def _export(args) -> int:
+    from .checkpoint import export_generator
+    export_generator(args.checkpoint, args.out)
+    print(f"wrote the generator to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import TrainingError
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return {"train": _train, "sample": _sample, "export": _export}[args.command](args)
+    except (DataError, CheckpointError, TrainingError, ValueError, OSError) as e:
+        if isinstance(e, OSError) and e.strerror and e.filename:
+            message = f"{e.strerror}: '{e.filename}'"
+        else:
+            message = str(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

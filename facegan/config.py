@@ -1,0 +1,94 @@
+"""The one configuration of a training run.
+
+`TrainConfig` is the single source of truth: the CLI builds its flags from these fields, the notebook fills one
+in from its parameters, and every checkpoint stores it so `sample`, `evaluate` and `--resume` rebuild the exact
+networks that were trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+ARCHS = ("seed4", "seed3")
+IMAGE_SIZES = (32, 64)
+LATENTS = ("uniform", "normal")
+PRECISIONS = ("bf16", "fp32")
+
+
+def _opt(help_text, **extra):
+    """Field metadata read by the CLI: its help line and, optionally, choices or a flag name."""
+    return {"help": help_text, **extra}
+
+
+@dataclass
+class TrainConfig:
+    # what to learn from, where to write
+    data: str = field(default="synthetic", metadata=_opt(
+        "images to learn from: a folder, a .zip, the Udacity processed_celeba_small download, "
+        "aligned CelebA, or 'synthetic' (procedural faces, no download)"))
+    out: str = field(default="runs/demo", metadata=_opt("run directory (config, losses, samples, checkpoint)"))
+    image_size: int = field(default=32, metadata=_opt("square image size", choices=IMAGE_SIZES))
+    synthetic_count: int = field(default=8192, metadata=_opt("how many faces --data synthetic draws"))
+
+    # networks (seed4 is the Udacity seed-000 architecture, seed3 the seed-001 variant)
+    arch: str = field(default="seed4", metadata=_opt("network family", choices=ARCHS))
+    z_size: int = field(default=100, metadata=_opt("latent vector length"))
+    d_conv_dim: int = field(default=32, metadata=_opt("discriminator width (channels of its first conv)"))
+    g_conv_dim: int = field(default=32, metadata=_opt("generator width (channels of its last hidden deconv)"))
+    latent: str = field(default="uniform", metadata=_opt("latent distribution: uniform in [-1, 1] or N(0, 1)",
+                                                         choices=LATENTS))
+
+    # optimisation
+    epochs: int = field(default=5, metadata=_opt("epochs to train (a resumed run continues up to this many)"))
+    max_minutes: float | None = field(default=None, metadata=_opt(
+        "stop cleanly after this many minutes, writing the checkpoint and samples"))
+    batch_size: int = field(default=128, metadata=_opt("images per step"))
+    lr: float = field(default=2e-4, metadata=_opt("Adam learning rate for both networks"))
+    beta1: float = field(default=0.5, metadata=_opt("Adam beta1"))
+    beta2: float = field(default=0.999, metadata=_opt("Adam beta2"))
+    real_label: float = field(default=0.9, metadata=_opt(
+        "target for real images in the discriminator loss (1.0 = no label smoothing)"))
+    seed: int = field(default=0, metadata=_opt("random seed: same seed, same run (on CPU, bit for bit)"))
+
+    # speed switches (each can be turned off for the exact textbook method)
+    device: str = field(default="auto", metadata=_opt("auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
+    precision: str = field(default="bf16", metadata=_opt(
+        "bf16 autocast for the networks' arithmetic (weights and optimiser stay fp32) or exact fp32",
+        choices=PRECISIONS))
+    channels_last: bool = field(default=True, metadata=_opt("channels-last memory layout for convolutions"))
+    reuse_fake: bool = field(default=True, metadata=_opt(
+        "let the generator step reuse the fakes the discriminator just saw instead of drawing new ones"))
+    threads: int = field(default=0, metadata=_opt("CPU threads for torch (0 = all cores)"))
+
+    # what gets written
+    n_samples: int = field(default=64, metadata=_opt("fixed latent vectors drawn into samples/epoch_NNN.png"))
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError with a one-line fix for any value a run cannot use."""
+        def need(ok, message):
+            if not ok:
+                raise ValueError(message)
+        need(self.image_size in IMAGE_SIZES, f"image size {self.image_size} is not supported: use one of {IMAGE_SIZES}")
+        need(self.arch in ARCHS, f"unknown arch {self.arch!r}: use one of {ARCHS}")
+        need(self.latent in LATENTS, f"unknown latent {self.latent!r}: use one of {LATENTS}")
+        need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}: use one of {PRECISIONS}")
+        need(self.epochs >= 1, f"epochs must be at least 1 (got {self.epochs})")
+        need(self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})")
+        need(self.lr > 0, f"learning rate must be positive (got {self.lr})")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must lie in [0, 1)")
+        need(0 < self.real_label <= 1, f"real label must lie in (0, 1] (got {self.real_label})")
+        need(self.max_minutes is None or self.max_minutes > 0,
+             f"max minutes must be positive (got {self.max_minutes})")
+        for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count"):
+            need(getattr(self, name) >= 1, f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
+        need(self.threads >= 0, f"threads must be 0 (all cores) or more (got {self.threads})")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a stored dict, ignoring keys that a newer or older version wrote."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,35 @@
+"""Turning generator output into pictures: grids and single PNGs."""
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import torch
+from torchvision.utils import make_grid
+
+from .checkpoint import atomic_write
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3)."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
+    """A square-ish grid of [-1, 1] images as uint8 (H, W, 3)."""
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    tiled = make_grid(images.detach().float().cpu(), nrow=nrow, padding=padding, pad_value=1.0)
+    return to_uint8(tiled[None])[0]
+
+
+def save_png(array: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write a uint8 (H, W, 3) array as PNG, atomically."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(array.numpy()).save(buffer, format="PNG")
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:
+    save_png(grid(images, nrow), path)

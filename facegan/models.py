@@ -1,0 +1,128 @@
+"""The DCGAN networks, their weight initialisation and their losses.
+
+Two families, both exactly the Udacity seed architectures at 32x32:
+
+* ``seed4`` (seed 000): 4 stride-2 convs down to 2x2 then a linear logit; the generator mirrors it with a linear
+  layer and 4 transposed convs. Convs carry no bias (BatchNorm follows, or the first layer is unnormalised).
+* ``seed3`` (seed 001): 3 convs down to 4x4; its generator's transposed convs keep their bias.
+
+``image_size=64`` adds one more stride-2 stage to each network (the DCGAN paper's shape), so the bottleneck keeps
+its spatial size and the channel count doubles once more.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import ARCHS, IMAGE_SIZES
+
+_BASE_STAGES = {"seed4": 4, "seed3": 3}  # stride-2 stages at 32x32
+
+
+def _stages(arch: str, image_size: int) -> int:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}: use one of {ARCHS}")
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image size {image_size} is not supported: use one of {IMAGE_SIZES}")
+    return _BASE_STAGES[arch] + int(math.log2(image_size // 32))
+
+
+def _block(layer: nn.Module, channels: int | None) -> nn.Sequential:
+    """A conv or deconv, followed by BatchNorm when ``channels`` is given."""
+    return nn.Sequential(layer, nn.BatchNorm2d(channels)) if channels else nn.Sequential(layer)
+
+
+class Discriminator(nn.Module):
+    """Maps images in [-1, 1] of shape (B, 3, S, S) to one unbounded real/fake logit each, shape (B, 1)."""
+
+    def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32):
+        super().__init__()
+        self.conv_dim, self.arch, self.image_size = conv_dim, arch, image_size
+        stages = _stages(arch, image_size)
+        channels = 3
+        for i in range(stages):
+            out = conv_dim * 2 ** i
+            conv = nn.Conv2d(channels, out, 4, stride=2, padding=1, bias=False)
+            setattr(self, f"conv{i + 1}", _block(conv, out if i > 0 else None))
+            channels = out
+        self.n_convs = stages
+        self.bottleneck = (channels, image_size >> stages)
+        self.fc = nn.Linear(channels * self.bottleneck[1] ** 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(self.n_convs):
+            x = F.leaky_relu(getattr(self, f"conv{i + 1}")(x), 0.2)
+        return self.fc(x.flatten(1))
+
+
+class Generator(nn.Module):
+    """Maps latent vectors (B, z_size) to images in [-1, 1] of shape (B, 3, S, S)."""
+
+    def __init__(self, z_size: int = 100, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32):
+        super().__init__()
+        self.z_size, self.conv_dim, self.arch, self.image_size = z_size, conv_dim, arch, image_size
+        stages = _stages(arch, image_size)
+        # seed3's transposed convs keep their bias, seed4's rely on the BatchNorm that follows them
+        bias = arch == "seed3"
+        channels = conv_dim * 2 ** (stages - 1)
+        self.bottleneck = (channels, image_size >> stages)
+        self.fc = nn.Linear(z_size, channels * self.bottleneck[1] ** 2)
+        for i in range(stages):
+            last = i == stages - 1
+            out = 3 if last else channels // 2
+            deconv = nn.ConvTranspose2d(channels, out, 4, stride=2, padding=1, bias=bias)
+            setattr(self, f"deconv{i + 1}", _block(deconv, None if last else out))
+            channels = out
+        self.n_deconvs = stages
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        channels, side = self.bottleneck
+        x = self.fc(z).view(-1, channels, side, side)
+        for i in range(self.n_deconvs - 1):
+            x = F.relu(getattr(self, f"deconv{i + 1}")(x))
+        return torch.tanh(getattr(self, f"deconv{self.n_deconvs}")(x))
+
+
+def weights_init_normal(m: nn.Module) -> None:
+    """DCGAN initialisation, used as ``net.apply(weights_init_normal)``: conv and linear weights ~ N(0, 0.02),
+    biases 0. BatchNorm keeps PyTorch's own (weight 1, bias 0)."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def build_network(d_conv_dim: int = 32, g_conv_dim: int = 32, z_size: int = 100, *, arch: str = "seed4",
+                  image_size: int = 32) -> tuple[Discriminator, Generator]:
+    """Both networks, initialised (the Udacity ``build_network``)."""
+    D = Discriminator(d_conv_dim, arch=arch, image_size=image_size)
+    G = Generator(z_size, g_conv_dim, arch=arch, image_size=image_size)
+    D.apply(weights_init_normal)
+    G.apply(weights_init_normal)
+    return D, G
+
+
+def real_loss(D_out: torch.Tensor, smooth: bool | float = False) -> torch.Tensor:
+    """BCE of logits against 'real': target 1, or 0.9 with ``smooth=True`` (or the float given)."""
+    target = 0.9 if smooth is True else (1.0 if smooth is False else float(smooth))
+    logits = D_out.float().squeeze()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def fake_loss(D_out: torch.Tensor) -> torch.Tensor:
+    """BCE of logits against 'fake': target 0."""
+    logits = D_out.float().squeeze()
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+def sample_latent(n: int, z_size: int, kind: str = "uniform", *, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Latent vectors: uniform in [-1, 1] (the Udacity recipe) or standard normal."""
+    if kind == "uniform":
+        return torch.rand(n, z_size, generator=generator, device=device) * 2 - 1
+    if kind == "normal":
+        return torch.randn(n, z_size, generator=generator, device=device)
+    raise ValueError(f"unknown latent {kind!r}: use 'uniform' or 'normal'")

@@ -1,0 +1,336 @@
+"""Training: the DCGAN loop, its run directory, and exact resumption.
+
+A run directory holds ``config.json``, ``losses.csv`` (one row per step), ``samples/epoch_NNN.png`` (the fixed
+latents after each epoch) and ``checkpoint.pt`` (both networks, both optimisers, the noise generator's state and
+the position in the epoch), written atomically at the end of every epoch and whenever the run stops early.
+Shuffling depends only on the seed and the epoch, and the latent noise comes from a generator saved in the
+checkpoint, so a resumed run continues bit for bit where the first one stopped (on the CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import TensorBatches, load_images
+from .images import save_grid
+from .models import build_network, fake_loss, real_loss, sample_latent
+
+LOSS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "images_seen", "elapsed_s")
+
+
+class TrainingError(Exception):
+    """A run that cannot go on (bad resume, divergence, unwritable output); the message says what to do."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU; an explicit device must exist on this machine."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' asked for, but CUDA is not available here: use --device auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' asked for, but Apple MPS is not available here: use --device auto or cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device '{name}': use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast where it is asked for and the device has it; otherwise nothing."""
+    if precision == "bf16" and device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class RunResult:
+    """What a run leaves in memory: per-step (d_loss, g_loss), one sample batch per finished epoch (CPU,
+    [-1, 1]), the trained networks, and why it stopped."""
+    losses: list = field(default_factory=list)
+    samples: list = field(default_factory=list)
+    D: nn.Module | None = None
+    G: nn.Module | None = None
+    out: Path | None = None
+    stopped: str = "finished"
+    images_per_second: float = 0.0
+
+
+class Trainer:
+    """One training run. ``D``/``G`` and their optimisers default to the config's; pass your own to train them
+    (as the notebook does). ``images`` (uint8, N×3×S×S) skips loading ``config.data``."""
+
+    def __init__(self, config: TrainConfig, *, D=None, G=None, d_optimizer=None, g_optimizer=None,
+                 images: torch.Tensor | None = None, progress: bool = True, write: bool = True):
+        self.config = config.validate()
+        self.device = pick_device(config.device)
+        self.progress, self.write = progress, write
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        if D is None or G is None:
+            D_new, G_new = build_network(config.d_conv_dim, config.g_conv_dim, config.z_size, arch=config.arch,
+                                         image_size=config.image_size)
+            D, G = D if D is not None else D_new, G if G is not None else G_new
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.D = D.to(self.device, memory_format=memory_format)
+        self.G = G.to(self.device, memory_format=memory_format)
+        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
+        self.d_optimizer = d_optimizer or torch.optim.Adam(self.D.parameters(), **adam)
+        self.g_optimizer = g_optimizer or torch.optim.Adam(self.G.parameters(), **adam)
+        # the fixed latents are drawn on the CPU so every device shows the same faces for the same seed
+        self.fixed_z = sample_latent(config.n_samples, config.z_size, config.latent,
+                                     generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
+        self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.epoch, self.batch, self.step, self.images_seen, self.elapsed = 0, 0, 0, 0, 0.0
+        self.out = Path(config.out)
+        self._images = images
+        self._stop_signal = None
+
+    # ---------------------------------------------------------------- run directory and checkpoints
+    def _prepare_out(self) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"output path '{self.out}' is a file: choose a folder with --out")
+        try:
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write(self.out / "config.json",
+                              lambda f: f.write(json.dumps(self.config.to_dict(), indent=2).encode()))
+        except OSError as e:
+            raise TrainingError(f"cannot write to output folder '{self.out}' ({e.strerror}): choose a writable "
+                                "--out") from None
+
+    def state(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "generator": ckpt.unwrap(self.G).state_dict(),
+            "discriminator": ckpt.unwrap(self.D).state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "noise_rng": self.noise.get_state(),
+            "epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "images_seen": self.images_seen, "elapsed_s": self.elapsed,
+        }
+
+    def resume(self, path: str | os.PathLike | None = None) -> None:
+        """Continue from a checkpoint (default: the run directory's). Its config wins, except for how long to
+        train (epochs, max_minutes), where to run (device, threads) and where the data lives."""
+        path = Path(path or self.out / "checkpoint.pt")
+        if not path.is_file():
+            raise TrainingError(f"--resume: no checkpoint at '{path}': train without --resume first, or point "
+                                "--out at the run to continue")
+        state = ckpt.load_checkpoint(path)
+        saved = ckpt.config_of(state)
+        for name in ("arch", "image_size", "z_size", "d_conv_dim", "g_conv_dim"):
+            if getattr(saved, name) != getattr(self.config, name):
+                raise TrainingError(f"--resume: the checkpoint was trained with {name}={getattr(saved, name)} but "
+                                    f"this run asks for {getattr(self.config, name)}: drop that flag or use a new "
+                                    "--out")
+        ckpt.restore_model(self.G, state["generator"], saved, "generator", path)
+        ckpt.restore_model(self.D, state["discriminator"], saved, "discriminator", path)
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.noise.set_state(state["noise_rng"].to(self.noise.get_state().device))
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.images_seen, self.elapsed = state["images_seen"], state["elapsed_s"]
+        self._truncate_losses()
+
+    def _truncate_losses(self) -> None:
+        """Drop loss rows written after the checkpoint (a crash between the CSV and the checkpoint)."""
+        path = self.out / "losses.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]
+        self._write_rows(rows, mode="replace")
+
+    def _write_rows(self, rows: list[dict], mode: str = "append") -> None:
+        path = self.out / "losses.csv"
+        if mode == "append" and path.exists():
+            old = path.read_bytes()
+        else:
+            old = b""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, LOSS_COLUMNS, extrasaction="ignore")
+        if not old:
+            writer.writeheader()
+        writer.writerows(rows)
+        # rewriting the whole (small) file atomically keeps it whole across a kill mid-write
+        ckpt.atomic_write(path, lambda f: f.write(old + text.getvalue().encode()))
+
+    def _save(self, rows: list[dict]) -> None:
+        try:
+            self._write_rows(rows)
+            ckpt.save_checkpoint(self.out / "checkpoint.pt", self.state())
+        except OSError as e:
+            raise TrainingError(f"could not save the run to '{self.out}' ({e.strerror or e}); the previous "
+                                "checkpoint is intact: free some space or choose another --out, then --resume"
+                                ) from None
+
+    # ---------------------------------------------------------------- the loop
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Generator output for ``z`` (default: the fixed latents) in eval mode, float on the CPU in [-1, 1]."""
+        self.G.eval()
+        with autocast(self.device, self.config.precision):
+            images = self.G(self.fixed_z if z is None else z.to(self.device))
+        self.G.train()
+        return images.float().cpu()
+
+    def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One discriminator step on real + fake, then one generator step. Returns detached losses."""
+        config, n = self.config, real.shape[0]
+        z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
+        with autocast(self.device, config.precision):
+            fake = self.G(z)
+            d_loss = real_loss(self.D(real), config.real_label) + fake_loss(self.D(fake.detach()))
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+
+        if not config.reuse_fake:
+            z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
+        with autocast(self.device, config.precision):
+            if not config.reuse_fake:
+                fake = self.G(z)
+            g_loss = real_loss(self.D(fake))  # non-saturating: G wants D to call its fakes real
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optimizer.step()
+        return d_loss.detach(), g_loss.detach()
+
+    def run(self, on_epoch=None) -> RunResult:
+        """Train until ``config.epochs`` or ``config.max_minutes``; ``on_epoch(epoch, samples)`` is called after
+        each epoch. SIGINT/SIGTERM stop the run after saving it."""
+        config = self.config
+        if self.write:
+            self._prepare_out()
+        images = self._images if self._images is not None else load_images(
+            config.data, config.image_size, synthetic_count=config.synthetic_count, seed=config.seed,
+            progress=self.progress)
+        batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
+                                channels_last=config.channels_last)
+        result = RunResult(D=self.D, G=self.G, out=self.out if self.write else None)
+        from tqdm.auto import tqdm
+        steps_per_epoch = len(batches)
+        total = (config.epochs - self.epoch) * steps_per_epoch - self.batch
+        bar = tqdm(total=max(total, 0), disable=not self.progress, unit="step", dynamic_ncols=True,
+                   desc="training" + (" (synthetic faces)" if config.data == "synthetic" else ""))
+        budget = None if config.max_minutes is None else config.max_minutes * 60
+        start, seen_at_start, elapsed_at_start = time.perf_counter(), self.images_seen, self.elapsed
+        previous = self._install_signal_handlers()
+        try:
+            while self.epoch < config.epochs and result.stopped == "finished":
+                pending, rows = [], []
+                for real in batches.epoch(self.epoch, start=self.batch):
+                    d_loss, g_loss = self.train_step(real)
+                    self.batch += 1
+                    self.step += 1
+                    self.images_seen += real.shape[0]
+                    pending.append((self.step, torch.stack((d_loss, g_loss))))
+                    bar.update(1)
+                    if self.step % 25 == 0 or self.batch == steps_per_epoch:
+                        rows += self._flush(pending, start, elapsed_at_start, result, bar, seen_at_start)
+                        pending = []
+                    if self._stop_signal is not None:
+                        result.stopped = f"stopped by {self._stop_signal}"
+                    elif budget is not None and elapsed_at_start + time.perf_counter() - start >= budget:
+                        result.stopped = f"time budget of {config.max_minutes:g} minutes reached"
+                    if result.stopped != "finished":
+                        break
+                rows += self._flush(pending, start, elapsed_at_start, result, bar, seen_at_start)
+                self.elapsed = elapsed_at_start + time.perf_counter() - start
+                finished_epoch = self.batch >= steps_per_epoch
+                if finished_epoch:
+                    self.epoch, self.batch = self.epoch + 1, 0
+                samples = self.sample()
+                label = self.epoch if finished_epoch else self.epoch + 1
+                if finished_epoch:
+                    result.samples.append(samples)
+                if self.write:
+                    save_grid(samples, self.out / "samples" / f"epoch_{label:03d}.png")
+                    self._save(rows)
+                if finished_epoch and on_epoch is not None:
+                    on_epoch(self.epoch, samples)
+        finally:
+            bar.close()
+            self._restore_signal_handlers(previous)
+        seconds = time.perf_counter() - start
+        result.images_per_second = (self.images_seen - seen_at_start) / seconds if seconds > 0 else 0.0
+        return result
+
+    def _flush(self, pending, start, elapsed_at_start, result, bar, seen_at_start) -> list[dict]:
+        """Move the pending losses to the CPU in one transfer, check them, and turn them into CSV rows."""
+        if not pending:
+            return []
+        values = torch.stack([v for _, v in pending]).float().cpu()
+        if not torch.isfinite(values).all():
+            bad = pending[int((~torch.isfinite(values)).any(1).nonzero()[0])][0]
+            raise TrainingError(f"training diverged at step {bad} (a loss became NaN or infinite); the last good "
+                                "checkpoint is kept: lower --lr or use --precision fp32, then --resume")
+        elapsed = elapsed_at_start + time.perf_counter() - start
+        rows = []
+        for (step, _), (d, g) in zip(pending, values.tolist()):
+            result.losses.append((d, g))
+            rows.append({"step": step, "epoch": self.epoch + 1, "d_loss": f"{d:.6f}", "g_loss": f"{g:.6f}",
+                         "images_seen": step * self.config.batch_size, "elapsed_s": f"{elapsed:.3f}"})
+        rate = (self.images_seen - seen_at_start) / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(d_loss=f"{values[-1, 0]:.3f}", g_loss=f"{values[-1, 1]:.3f}", img_s=f"{rate:.0f}")
+        return rows
+
+    def _install_signal_handlers(self):
+        """Ctrl-C or SIGTERM asks the loop to stop after the current step, save, and return."""
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # a second Ctrl-C means now
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(signum).name
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave the handlers alone
+            pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, **kwargs) -> RunResult:
+    """Train (or, with ``resume``, continue) the run ``config`` describes. See ``Trainer``."""
+    trainer = Trainer(config, progress=progress, **kwargs)
+    if resume:
+        trainer.resume()
+    return trainer.run()
+
+
+def read_losses(run_dir: str | os.PathLike) -> list[dict]:
+    """The rows of a run's losses.csv, numbers parsed."""
+    with open(Path(run_dir) / "losses.csv", newline="") as f:
+        return [{k: (int(v) if k in ("step", "epoch", "images_seen") else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+__all__ = ["Trainer", "train", "TrainingError", "RunResult", "pick_device", "read_losses", "autocast"]

@@ -1,0 +1,37 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test decodes into its own cache, so none sees another's (or the user's) cached images."""
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
+
+
+def face_like(rng, size=(64, 64)):
+    """A random smooth RGB image (a stand-in for a face crop)."""
+    w, h = size
+    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR)
+
+
+def write_images(folder, n, size=(64, 64), ext="jpg", seed=0, start=1):
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(start, start + n):
+        face_like(rng, size).save(os.path.join(folder, f"{i:06d}.{ext}"))
+    return folder
+
+
+@pytest.fixture
+def udacity_dir(tmp_path):
+    """The layout of the Udacity download: processed_celeba_small/celeba/New Folder With Items/*.jpg."""
+    top = tmp_path / "processed_celeba_small"
+    inner = top / "celeba" / "New Folder With Items"
+    write_images(inner, 40)
+    (inner / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1 not an image")
+    return top

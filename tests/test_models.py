@@ -1,0 +1,144 @@
+import pytest
+import torch
+from torch import nn
+
+from facegan.models import (Discriminator, Generator, build_network, fake_loss, real_loss, sample_latent,
+                            weights_init_normal)
+
+SEED4_PRINT = """\
+Discriminator(
+  (conv1): Sequential(
+    (0): Conv2d(3, 32, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+  )
+  (conv2): Sequential(
+    (0): Conv2d(32, 64, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+  )
+  (conv3): Sequential(
+    (0): Conv2d(64, 128, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(128, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+  )
+  (conv4): Sequential(
+    (0): Conv2d(128, 256, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(256, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+  )
+  (fc): Linear(in_features=1024, out_features=1, bias=True)
+)
+Generator(
+  (fc): Linear(in_features=100, out_features=1024, bias=True)
+  (deconv1): Sequential(
+    (0): ConvTranspose2d(256, 128, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(128, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+  )
+  (deconv2): Sequential(
+    (0): ConvTranspose2d(128, 64, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+  )
+  (deconv3): Sequential(
+    (0): ConvTranspose2d(64, 32, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+    (1): BatchNorm2d(32, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+  )
+  (deconv4): Sequential(
+    (0): ConvTranspose2d(32, 3, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)
+  )
+)"""
+
+
+def printed(*modules):
+    """print() text, with the one accepted difference of recent torch (BatchNorm's extra 'bias=True') undone."""
+    return "\n".join(str(m) for m in modules).replace("affine=True, bias=True, track", "affine=True, track")
+
+
+def test_seed4_prints_exactly_the_seed_text():
+    assert printed(Discriminator(32), Generator(100, 32)) == SEED4_PRINT
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_seed3_layers_shapes_and_bias_flags():
+    D, G = Discriminator(32, arch="seed3"), Generator(100, 32, arch="seed3")
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.bias is None) for c in convs] == [(3, 32, True), (32, 64, True),
+                                                                              (64, 128, True)]
+    assert [m.num_features for m in D.modules() if isinstance(m, nn.BatchNorm2d)] == [64, 128]
+    assert (D.fc.in_features, D.fc.out_features) == (2048, 1)
+    deconvs = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels, c.bias is not None) for c in deconvs] == [(128, 64, True),
+                                                                                    (64, 32, True), (32, 3, True)]
+    assert [m.num_features for m in G.modules() if isinstance(m, nn.BatchNorm2d)] == [64, 32]
+    assert (G.fc.in_features, G.fc.out_features) == (100, 2048)
+    # parameter counts of the seed-001 networks, layer by layer
+    assert count(D) == 3 * 32 * 16 + 32 * 64 * 16 + 2 * 64 + 64 * 128 * 16 + 2 * 128 + 2048 + 1
+    assert count(G) == 100 * 2048 + 2048 + 128 * 64 * 16 + 64 + 2 * 64 + 64 * 32 * 16 + 32 + 2 * 32 + 32 * 3 * 16 + 3
+
+
+@pytest.mark.parametrize("arch", ["seed4", "seed3"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes_and_ranges(arch, size):
+    D, G = build_network(16, 16, 20, arch=arch, image_size=size)
+    z = sample_latent(6, 20)
+    images = G(z)
+    assert images.shape == (6, 3, size, size)
+    assert images.abs().max() <= 1
+    logits = D(images)
+    assert logits.shape == (6, 1)
+
+
+def test_64_adds_one_stride2_stage():
+    assert Discriminator(32, image_size=64).n_convs == Discriminator(32).n_convs + 1
+    assert Generator(100, 32, image_size=64).n_deconvs == 5
+    assert Discriminator(32, image_size=64).conv5[0].out_channels == 512
+
+
+def test_udacity_grader_calls():
+    assert Discriminator(10)(torch.rand(50, 3, 32, 32) * 2 - 1).shape == (50, 1)
+    assert Generator(25, 10)(torch.rand(50, 25) * 2 - 1).shape == (50, 3, 32, 32)
+
+
+def test_discriminator_returns_unbounded_logits():
+    D = Discriminator(8)
+    D.fc.bias.data.fill_(5.0)
+    assert (D(torch.rand(4, 3, 32, 32)) > 1).all()
+
+
+def test_unsupported_image_size_and_arch():
+    with pytest.raises(ValueError, match="image size 48"):
+        Discriminator(8, image_size=48)
+    with pytest.raises(ValueError, match="unknown arch"):
+        Generator(10, 8, arch="resnet")
+
+
+def test_weights_init_normal_statistics():
+    torch.manual_seed(0)
+    D, G = Discriminator(64), Generator(100, 64)
+    for net in (D, G):
+        net.apply(weights_init_normal)
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and m.weight.numel() > 1000:
+                assert abs(m.weight.mean().item()) < 0.002
+                assert abs(m.weight.std().item() - 0.02) < 0.001
+                assert m.bias is None or (m.bias == 0).all()
+            if isinstance(m, nn.BatchNorm2d):
+                assert (m.weight == 1).all() and (m.bias == 0).all()
+
+
+def test_losses_targets_and_smoothing():
+    logits = torch.tensor([[0.3], [-1.2], [2.0]])
+    bce = nn.BCEWithLogitsLoss()
+    assert torch.isclose(real_loss(logits), bce(logits.squeeze(), torch.ones(3)))
+    assert torch.isclose(real_loss(logits, smooth=True), bce(logits.squeeze(), torch.full((3,), 0.9)))
+    assert torch.isclose(real_loss(logits, 0.8), bce(logits.squeeze(), torch.full((3,), 0.8)))
+    assert torch.isclose(fake_loss(logits), bce(logits.squeeze(), torch.zeros(3)))
+    assert real_loss(torch.tensor([[10.0]])) < 1e-3 and fake_loss(torch.tensor([[-10.0]])) < 1e-3
+
+
+def test_latents():
+    g = torch.Generator().manual_seed(0)
+    u = sample_latent(1000, 10, "uniform", generator=g)
+    assert u.min() >= -1 and u.max() <= 1 and u.mean().abs() < 0.05
+    n = sample_latent(1000, 10, "normal", generator=g)
+    assert abs(n.std().item() - 1) < 0.05
+    with pytest.raises(ValueError):
+        sample_latent(2, 2, "cauchy")
