@@ -231,6 +231,12 @@ def _save_cache(path: Path, array: np.ndarray) -> None:
             pass
 
 
+def scale(x: torch.Tensor, feature_range: tuple[float, float] = (-1, 1)) -> torch.Tensor:
+    """The Udacity ``scale``: images in [0, 1] to ``feature_range`` (default [-1, 1], the range of tanh)."""
+    low, high = feature_range
+    return x * (high - low) + low
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [0, 1]."""
     return images.float().div_(255)

@@ -33,3 +33,16 @@ def save_png(array: torch.Tensor, path: str | os.PathLike) -> None:
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:
     save_png(grid(images, nrow), path)
+
+
+def save_gif(frames: list[torch.Tensor], path: str | os.PathLike, *, nrow: int | None = None,
+             seconds_per_frame: float = 0.5) -> None:
+    """An animation of sample grids (one [-1, 1] batch per frame), e.g. the fixed latents across epochs."""
+    from PIL import Image
+    if not frames:
+        raise ValueError("no frames to animate: train for at least one epoch first")
+    pictures = [Image.fromarray(grid(f, nrow).numpy()) for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=int(seconds_per_frame * 1000), loop=0)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))

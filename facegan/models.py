@@ -126,3 +126,14 @@ def sample_latent(n: int, z_size: int, kind: str = "uniform", *, generator: torc
     if kind == "normal":
         return torch.randn(n, z_size, generator=generator, device=device)
     raise ValueError(f"unknown latent {kind!r}: use 'uniform' or 'normal'")
+
+
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` latents from ``z0`` to ``z1`` (each of shape (z_size,)), by spherical interpolation, which keeps
+    the vectors' length typical of the latent distribution instead of shrinking it midway as a straight line does."""
+    t = torch.linspace(0, 1, steps)[:, None]
+    a, b = z0 / z0.norm(), z1 / z1.norm()
+    omega = torch.arccos((a * b).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    if omega < 1e-4:
+        return (1 - t) * z0 + t * z1
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)

@@ -107,6 +107,7 @@ class Trainer:
         self.out = Path(config.out)
         self._images = images
         self._stop_signal = None
+        self.clock = time.perf_counter  # the time budget's clock (tests replace it)
 
     # ---------------------------------------------------------------- run directory and checkpoints
     def _prepare_out(self) -> None:
@@ -237,7 +238,7 @@ class Trainer:
         bar = tqdm(total=max(total, 0), disable=not self.progress, unit="step", dynamic_ncols=True,
                    desc="training" + (" (synthetic faces)" if config.data == "synthetic" else ""))
         budget = None if config.max_minutes is None else config.max_minutes * 60
-        start, seen_at_start, elapsed_at_start = time.perf_counter(), self.images_seen, self.elapsed
+        start, seen_at_start, elapsed_at_start = self.clock(), self.images_seen, self.elapsed
         previous = self._install_signal_handlers()
         try:
             while self.epoch < config.epochs and result.stopped == "finished":
@@ -254,12 +255,12 @@ class Trainer:
                         pending = []
                     if self._stop_signal is not None:
                         result.stopped = f"stopped by {self._stop_signal}"
-                    elif budget is not None and elapsed_at_start + time.perf_counter() - start >= budget:
+                    elif budget is not None and elapsed_at_start + self.clock() - start >= budget:
                         result.stopped = f"time budget of {config.max_minutes:g} minutes reached"
                     if result.stopped != "finished":
                         break
                 rows += self._flush(pending, start, elapsed_at_start, result, bar, seen_at_start)
-                self.elapsed = elapsed_at_start + time.perf_counter() - start
+                self.elapsed = elapsed_at_start + self.clock() - start
                 finished_epoch = self.batch >= steps_per_epoch
                 if finished_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
@@ -275,7 +276,9 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signal_handlers(previous)
-        seconds = time.perf_counter() - start
+        if self.write and result.losses:
+            self._plot_losses()
+        seconds = self.clock() - start
         result.images_per_second = (self.images_seen - seen_at_start) / seconds if seconds > 0 else 0.0
         return result
 
@@ -288,15 +291,24 @@ class Trainer:
             bad = pending[int((~torch.isfinite(values)).any(1).nonzero()[0])][0]
             raise TrainingError(f"training diverged at step {bad} (a loss became NaN or infinite); the last good "
                                 "checkpoint is kept: lower --lr or use --precision fp32, then --resume")
-        elapsed = elapsed_at_start + time.perf_counter() - start
+        elapsed = elapsed_at_start + self.clock() - start
         rows = []
         for (step, _), (d, g) in zip(pending, values.tolist()):
             result.losses.append((d, g))
             rows.append({"step": step, "epoch": self.epoch + 1, "d_loss": f"{d:.6f}", "g_loss": f"{g:.6f}",
                          "images_seen": step * self.config.batch_size, "elapsed_s": f"{elapsed:.3f}"})
-        rate = (self.images_seen - seen_at_start) / max(time.perf_counter() - start, 1e-9)
+        rate = (self.images_seen - seen_at_start) / max(self.clock() - start, 1e-9)
         bar.set_postfix(d_loss=f"{values[-1, 0]:.3f}", g_loss=f"{values[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         return rows
+
+    def _plot_losses(self) -> None:
+        """losses.png beside losses.csv, from the whole run (resumed parts included)."""
+        from .plots import plot_losses
+        rows = read_losses(self.out)
+        figure = plot_losses([(r["d_loss"], r["g_loss"]) for r in rows])
+        ckpt.atomic_write(self.out / "losses.png", lambda f: figure.savefig(f, format="png", dpi=120))
+        import matplotlib.pyplot as plt
+        plt.close(figure)
 
     def _install_signal_handlers(self):
         """Ctrl-C or SIGTERM asks the loop to stop after the current step, save, and return."""

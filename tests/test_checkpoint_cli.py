@@ -1,0 +1,172 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from facegan.checkpoint import CheckpointError, export_generator, load_checkpoint, load_generator
+from facegan.cli import main
+from facegan.config import TrainConfig
+from facegan.train import train
+
+TINY = ["--data", "synthetic", "--synthetic-count", "128", "--batch-size", "32", "--d-conv-dim", "8",
+        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+class Exploit:
+    """Unpickling this would create a file: the loader must refuse it without running it."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_pickle_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "facegan-checkpoint-v1", "generator": Exploit(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, not a checkpoint", "not a readable checkpoint"),
+    (None, "not a facegan checkpoint"),
+])
+def test_not_a_checkpoint(tmp_path, content, message):
+    path = tmp_path / "c.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint(run_dir, tmp_path):
+    data = (run_dir / "checkpoint.pt").read_bytes()
+    (tmp_path / "t.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "t.pt")
+
+
+def test_checkpoint_of_another_architecture_says_which(run_dir, tmp_path):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["config"]["image_size"] = 64
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not fit arch=seed4, image_size=64"):
+        load_generator(tmp_path / "other.pt")
+
+
+def test_safetensors_export_round_trip(run_dir, tmp_path):
+    export_generator(run_dir / "checkpoint.pt", tmp_path / "g.safetensors")
+    G1, c1 = load_generator(run_dir / "checkpoint.pt")
+    G2, c2 = load_generator(tmp_path / "g.safetensors")
+    assert c1 == c2
+    z = torch.rand(3, c1.z_size)
+    assert torch.equal(G1(z), G2(z))
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(CheckpointError, match="not a facegan safetensors"):
+        load_generator(tmp_path / "bad.safetensors")
+
+
+def test_cli_sample_grid_and_folder(run_dir, tmp_path):
+    assert main(["sample", "--checkpoint", str(run_dir / "checkpoint.pt"), "--n", "5",
+                 "--out", str(tmp_path / "grid.png")]) == 0
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size == (3 * 34 + 2, 2 * 34 + 2)
+    assert main(["sample", "--checkpoint", str(run_dir / "checkpoint.pt"), "--n", "4", "--seed", "1",
+                 "--out", str(tmp_path / "faces")]) == 0
+    files = sorted(os.listdir(tmp_path / "faces"))
+    assert files == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    with Image.open(tmp_path / "faces" / "00000.png") as im:
+        assert im.size == (32, 32) and im.mode == "RGB"
+
+
+def test_cli_resume_continues_to_more_epochs(run_dir):
+    assert main(["train", *TINY, "--epochs", "2", "--out", str(run_dir), "--resume"]) == 0
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 2
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "facegan", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_python_m_facegan_end_to_end(tmp_path):
+    done = run_cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    assert "finished: epoch 1/1" in done.stdout
+    done = run_cli("sample", "--checkpoint", str(tmp_path / "r" / "checkpoint.pt"), "--n", "4",
+                   "--out", str(tmp_path / "s.png"))
+    assert done.returncode == 0 and (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["train", "--data", "/no/such/folder", "--out", "{tmp}/r"], 1, "does not exist: point --data"),
+    (["train", "--epochs", "0", "--out", "{tmp}/r"], 1, "epochs must be at least 1"),
+    (["train", "--batch-size", "-4", "--out", "{tmp}/r"], 1, "batch size must be at least 1"),
+    (["train", "--lr", "-1", "--out", "{tmp}/r"], 1, "learning rate must be positive"),
+    (["train", "--image-size", "48"], 2, "invalid choice"),
+    (["train", "--device", "tpu", "--out", "{tmp}/r"], 1, "unknown device"),
+    (["train", "--resume", "--out", "{tmp}/nothing"], 1, "no checkpoint"),
+    (["train", "--out", "{tmp}/afile"], 1, "is a file"),
+    (["train", "--epochs", "many"], 2, "invalid int value"),
+    (["sample", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/x.png"], 1, "does not exist"),
+    (["sample", "--checkpoint", "{tmp}/afile", "--out", "{tmp}/x.png"], 1, "not a readable checkpoint"),
+    (["sample", "--checkpoint", "{tmp}/afile", "--n", "0", "--out", "x.png"], 2, "must be at least 1"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys, args, code, message):
+    (tmp_path / "afile").write_text("just text")
+    try:
+        returned = main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    except SystemExit as e:  # argparse's usage errors
+        returned = e.code
+    err = capsys.readouterr().err
+    assert returned == code, err
+    assert message in err
+    if code == 1:
+        assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines()
+                                                                        if line.startswith("error:")]
+
+
+def test_a_real_process_prints_no_traceback(tmp_path):
+    done = run_cli("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: data path") and "Traceback" not in done.stderr
+
+
+def test_config_round_trips_through_the_checkpoint(run_dir):
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    config = TrainConfig.from_dict(state["config"])
+    assert config.d_conv_dim == 8 and config.z_size == 16 and config.data == "synthetic"
+    assert TrainConfig.from_dict({**config.to_dict(), "added_in_a_later_version": 1}) == config
+
+
+def test_sigint_stops_cleanly_with_a_checkpoint(tmp_path):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "facegan", "train", *TINY, "--synthetic-count", "2048",
+                             "--epochs", "1000", "--out", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "r" / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGINT" in out
+    state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert state["step"] >= 64
+    train(TrainConfig.from_dict({**state["config"], "epochs": state["epoch"] + 1}), resume=True, progress=False)

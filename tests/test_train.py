@@ -1,0 +1,142 @@
+import json
+import math
+
+import pytest
+import torch
+
+from facegan.checkpoint import load_checkpoint
+from facegan.config import TrainConfig
+from facegan.train import Trainer, TrainingError, pick_device, read_losses, train
+
+
+def small(tmp_path, name="run", **overrides):
+    values = dict(data="synthetic", synthetic_count=256, batch_size=32, epochs=2, d_conv_dim=8, g_conv_dim=8,
+                  z_size=16, n_samples=16, out=str(tmp_path / name))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_short_run_writes_the_run_directory(tmp_path):
+    config = small(tmp_path)
+    result = train(config, progress=False)
+    out = tmp_path / "run"
+    assert result.stopped == "finished" and len(result.losses) == 2 * (256 // 32)
+    assert all(math.isfinite(d) and math.isfinite(g) for d, g in result.losses)
+    assert json.loads((out / "config.json").read_text()) == config.to_dict()
+    rows = read_losses(out)
+    assert [r["step"] for r in rows] == list(range(1, 17))
+    assert [r["epoch"] for r in rows] == [1] * 8 + [2] * 8
+    assert rows[-1]["images_seen"] == 16 * 32 and rows[-1]["elapsed_s"] > 0
+    assert (out / "samples" / "epoch_001.png").exists() and (out / "samples" / "epoch_002.png").exists()
+    assert len(result.samples) == 2 and result.samples[0].shape == (16, 3, 32, 32)
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (2, 0, 16)
+    assert set(state) >= {"generator", "discriminator", "g_optimizer", "d_optimizer", "noise_rng", "config"}
+
+
+def test_training_learns_something(tmp_path):
+    """After a few epochs on synthetic faces, generated images are closer to the data's colour statistics
+    than the untrained generator's (a smoke test that gradients flow the right way)."""
+    from facegan.data import load_images
+    images = load_images("synthetic", 32, synthetic_count=512)
+    real_mean = (images.float() / 127.5 - 1).mean((0, 2, 3))
+    config = small(tmp_path, synthetic_count=512, epochs=6, d_conv_dim=16, g_conv_dim=16)
+    trainer = Trainer(config, images=images, progress=False, write=False)
+    before = (trainer.sample().mean((0, 2, 3)) - real_mean).abs().sum()
+    trainer.run()
+    after = (trainer.sample().mean((0, 2, 3)) - real_mean).abs().sum()
+    assert after < before * 0.7
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_exact(tmp_path, precision):
+    full = train(small(tmp_path, "full", epochs=3, precision=precision), progress=False)
+    train(small(tmp_path, "split", epochs=2, precision=precision), progress=False)
+    resumed = train(small(tmp_path, "split", epochs=3, precision=precision), resume=True, progress=False)
+    assert resumed.losses == full.losses[-8:]
+    assert read_losses(tmp_path / "split") == [
+        dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9)) for r in read_losses(tmp_path / "full")]
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for k, v in a["generator"].items():
+        assert torch.equal(v, b["generator"][k]), k
+
+
+def test_resume_mid_epoch_after_a_time_budget(tmp_path):
+    full = train(small(tmp_path, "full", epochs=2), progress=False)
+    trainer = Trainer(small(tmp_path, "split", epochs=2, max_minutes=1), progress=False)
+    # a clock that jumps past the one-minute budget once three steps have run
+    original, steps = trainer.train_step, []
+    trainer.train_step = lambda real: steps.append(1) or original(real)
+    trainer.clock = lambda: 0.0 if len(steps) < 3 else 61.0
+    stopped = trainer.run()
+    assert stopped.stopped == "time budget of 1 minutes reached" and len(stopped.losses) == 3
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
+    assert (tmp_path / "split" / "samples" / "epoch_001.png").exists()
+    resumed = train(small(tmp_path, "split", epochs=2), resume=True, progress=False)
+    assert stopped.losses + resumed.losses == full.losses
+    assert [r["step"] for r in read_losses(tmp_path / "split")] == list(range(1, 17))
+
+
+def test_losses_written_after_the_checkpoint_are_dropped_on_resume(tmp_path):
+    train(small(tmp_path, epochs=1), progress=False)
+    path = tmp_path / "run" / "losses.csv"
+    path.write_text(path.read_text() + "9,2,0.1,0.2,288,1.0\n10,2,0.1,0.2,320,1.0\n")
+    train(small(tmp_path, epochs=2), resume=True, progress=False)
+    assert [r["step"] for r in read_losses(tmp_path / "run")] == list(range(1, 17))
+
+
+def test_resume_refuses_other_shapes_and_missing_checkpoints(tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(small(tmp_path), resume=True, progress=False)
+    train(small(tmp_path, epochs=1), progress=False)
+    with pytest.raises(TrainingError, match="image_size=32 but this run asks for 64"):
+        train(small(tmp_path, image_size=64), resume=True, progress=False)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    train(small(tmp_path, epochs=1), progress=False)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    trainer = Trainer(small(tmp_path, epochs=2), progress=False)
+    trainer.resume()
+    original = trainer.train_step
+    monkeypatch.setattr(trainer, "train_step",
+                        lambda real: tuple(x * float("nan") for x in original(real)))
+    with pytest.raises(TrainingError, match="diverged at step 9"):
+        trainer.run()
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_output_path_that_is_a_file(tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(TrainingError, match="is a file"):
+        train(small(tmp_path), progress=False)
+
+
+def test_user_networks_and_optimizers_are_trained(tmp_path):
+    from facegan.models import Discriminator, Generator
+    D, G = Discriminator(8), Generator(16, 8)
+    d_opt, g_opt = torch.optim.Adam(D.parameters(), 1e-3), torch.optim.Adam(G.parameters(), 1e-3)
+    before = G.fc.weight.clone()
+    trainer = Trainer(small(tmp_path, epochs=1), D=D, G=G, d_optimizer=d_opt, g_optimizer=g_opt, progress=False)
+    trainer.run()
+    assert trainer.G is G and not torch.equal(before, G.fc.weight)
+
+
+def test_pick_device():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be at least 1"), ("batch_size", -1, "batch size"), ("lr", 0, "learning rate"),
+    ("image_size", 48, "image size 48"), ("arch", "vgg", "unknown arch"), ("max_minutes", -1, "max minutes"),
+])
+def test_config_validation(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value}).validate()
