@@ -53,8 +53,8 @@ def _fetch(url, f, timeout, progress):
     from tqdm.auto import tqdm
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            kind = response.headers.get_content_type()
-            if kind.startswith("text/"):
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if kind in ("text/html", "application/xhtml+xml"):
                 raise DownloadError(f"'{url}' answered with a {kind} page, not a zip (a login or error page?): "
                                     + BY_HAND)
             expected = int(response.headers.get("Content-Length") or 0)
