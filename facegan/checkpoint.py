@@ -18,6 +18,8 @@ from .config import TrainConfig
 from .models import Generator
 
 FORMAT = "facegan-checkpoint-v1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class CheckpointError(Exception):
@@ -30,6 +32,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes private files; results should be as readable as any
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

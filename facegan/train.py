@@ -211,12 +211,16 @@ class Trainer:
 
         if not config.reuse_fake:
             z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
+        # D's weight gradients are not needed for the G step (the D step clears them anyway): skipping them saves
+        # about a third of D's backward pass
+        self.D.requires_grad_(False)
         with autocast(self.device, config.precision):
             if not config.reuse_fake:
                 fake = self.G(z)
             g_loss = real_loss(self.D(fake))  # non-saturating: G wants D to call its fakes real
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
+        self.D.requires_grad_(True)
         self.g_optimizer.step()
         return d_loss.detach(), g_loss.detach()
 
