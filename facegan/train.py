@@ -9,9 +9,11 @@ checkpoint, so a resumed run continues bit for bit where the first one stopped (
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import json
+import math
 import os
 import signal
 import time
@@ -28,6 +30,41 @@ from .images import save_grid
 from .models import build_network, fake_loss, real_loss, sample_latent
 
 LOSS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "images_seen", "elapsed_s")
+
+
+class EMA:
+    """An exponential moving average of a generator's weights.
+
+    BatchNorm's running statistics belong to the weights they were measured with, so they are not averaged:
+    ``calibrate`` re-measures them for the averaged weights (a cumulative average over a few batches of latents)
+    before the average generator is used in eval mode.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(ckpt.unwrap(model)).eval().requires_grad_(False)
+        self._mine = [p for p in self.model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        # a warm-up, (1 + step) / (10 + step), so short runs are not dominated by the random initial weights
+        decay = min(self.decay, (1 + step) / (10 + step))
+        theirs = [p.detach() for p in ckpt.unwrap(model).parameters()]
+        torch._foreach_lerp_(self._mine, theirs, 1 - decay)
+
+    @torch.no_grad()
+    def calibrate(self, latents: list[torch.Tensor]) -> None:
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the calibration batches
+        self.model.train()
+        for z in latents:
+            self.model(z)
+        self.model.eval()
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
 
 
 class TrainingError(Exception):
@@ -75,6 +112,7 @@ class RunResult:
     out: Path | None = None
     stopped: str = "finished"
     images_per_second: float = 0.0
+    G_ema: nn.Module | None = None
 
 
 class Trainer:
@@ -103,6 +141,11 @@ class Trainer:
         self.fixed_z = sample_latent(config.n_samples, config.z_size, config.latent,
                                      generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.ema = EMA(self.G, config.ema) if config.ema > 0 else None
+        calibration = torch.Generator().manual_seed(config.seed + 3)
+        self.calibration_z = [sample_latent(256, config.z_size, config.latent, generator=calibration).to(self.device)
+                              for _ in range(4)]
+        self.best_fid = math.inf
         self.epoch, self.batch, self.step, self.images_seen, self.elapsed = 0, 0, 0, 0, 0.0
         self.out = Path(config.out)
         self._images = images
@@ -129,6 +172,8 @@ class Trainer:
             "g_optimizer": self.g_optimizer.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
             "noise_rng": self.noise.get_state(),
+            **({"generator_ema": self.ema.model.state_dict()} if self.ema else {}),
+            "best_fid": self.best_fid,
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
             "images_seen": self.images_seen, "elapsed_s": self.elapsed,
         }
@@ -152,6 +197,10 @@ class Trainer:
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.noise.set_state(state["noise_rng"].to(self.noise.get_state().device))
+        if self.ema is not None:
+            ckpt.restore_model(self.ema.model, state.get("generator_ema", state["generator"]), saved,
+                               "averaged generator", path)
+        self.best_fid = state.get("best_fid", math.inf)
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.images_seen, self.elapsed = state["images_seen"], state["elapsed_s"]
         self._truncate_losses()
@@ -189,13 +238,23 @@ class Trainer:
                                 ) from None
 
     # ---------------------------------------------------------------- the loop
+    def sample_model(self) -> nn.Module:
+        """The generator to draw with: the moving average (its BatchNorm statistics re-measured) when enabled."""
+        if self.ema is None:
+            return ckpt.unwrap(self.G)
+        with autocast(self.device, self.config.precision):
+            self.ema.calibrate(self.calibration_z)
+        return self.ema.model
+
     @torch.no_grad()
     def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Generator output for ``z`` (default: the fixed latents) in eval mode, float on the CPU in [-1, 1]."""
-        self.G.eval()
+        G = self.sample_model()
+        was_training = G.training
+        G.eval()
         with autocast(self.device, self.config.precision):
-            images = self.G(self.fixed_z if z is None else z.to(self.device))
-        self.G.train()
+            images = G(self.fixed_z if z is None else z.to(self.device))
+        G.train(was_training)
         return images.float().cpu()
 
     def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,6 +281,8 @@ class Trainer:
         g_loss.backward()
         self.D.requires_grad_(True)
         self.g_optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.G, self.step)
         return d_loss.detach(), g_loss.detach()
 
     def run(self, on_epoch=None) -> RunResult:
@@ -235,7 +296,8 @@ class Trainer:
             progress=self.progress)
         batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
                                 channels_last=config.channels_last)
-        result = RunResult(D=self.D, G=self.G, out=self.out if self.write else None)
+        result = RunResult(D=self.D, G=self.G, out=self.out if self.write else None,
+                           G_ema=self.ema.model if self.ema else None)
         from tqdm.auto import tqdm
         steps_per_epoch = len(batches)
         total = (config.epochs - self.epoch) * steps_per_epoch - self.batch
@@ -275,6 +337,8 @@ class Trainer:
                 if self.write:
                     save_grid(samples, self.out / "samples" / f"epoch_{label:03d}.png")
                     self._save(rows)
+                    if finished_epoch and config.eval_every and self.epoch % config.eval_every == 0:
+                        self._evaluate(images)
                 if finished_epoch and on_epoch is not None:
                     on_epoch(self.epoch, samples)
         finally:
@@ -304,6 +368,29 @@ class Trainer:
         rate = (self.images_seen - seen_at_start) / max(self.clock() - start, 1e-9)
         bar.set_postfix(d_loss=f"{values[-1, 0]:.3f}", g_loss=f"{values[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         return rows
+
+    def _evaluate(self, images: torch.Tensor) -> None:
+        """FID/KID of the sampling generator against a fixed subset of the training images: a row in
+        metrics.csv, and best.pt whenever FID improves."""
+        import hashlib
+        import shutil
+
+        from .metrics import evaluate
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.config.seed))
+        real = images[pick[:self.config.eval_n].sort().values].cpu()
+        key = hashlib.sha256(real.numpy().tobytes()).hexdigest()
+        scores = evaluate(self.sample_model(), real, key=key, z_size=self.config.z_size, latent=self.config.latent,
+                          seed=self.config.seed, device=self.device, progress=self.progress)
+        path = self.out / "metrics.csv"
+        old = path.read_bytes() if path.exists() else b"epoch,step,fid,kid,kid_std\n"
+        row = f"{self.epoch},{self.step},{scores.fid:.4f},{scores.kid:.6f},{scores.kid_std:.6f}\n".encode()
+        ckpt.atomic_write(path, lambda f: f.write(old + row))
+        if scores.fid < self.best_fid:
+            self.best_fid = scores.fid
+            ckpt.save_checkpoint(self.out / "checkpoint.pt", self.state())
+            tmp = self.out / ".best.pt.tmp"
+            shutil.copyfile(self.out / "checkpoint.pt", tmp)
+            os.replace(tmp, self.out / "best.pt")
 
     def _plot_losses(self) -> None:
         """losses.png beside losses.csv, from the whole run (resumed parts included)."""

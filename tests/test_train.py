@@ -40,7 +40,7 @@ def test_training_learns_something(tmp_path):
     from facegan.data import load_images
     images = load_images("synthetic", 32, synthetic_count=512)
     real_mean = (images.float() / 127.5 - 1).mean((0, 2, 3))
-    config = small(tmp_path, synthetic_count=512, epochs=6, d_conv_dim=16, g_conv_dim=16)
+    config = small(tmp_path, synthetic_count=512, epochs=6, d_conv_dim=16, g_conv_dim=16, ema=0.0)
     trainer = Trainer(config, images=images, progress=False, write=False)
     before = (trainer.sample().mean((0, 2, 3)) - real_mean).abs().sum()
     trainer.run()
@@ -57,8 +57,9 @@ def test_resume_is_exact(tmp_path, precision):
     assert read_losses(tmp_path / "split") == [
         dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9)) for r in read_losses(tmp_path / "full")]
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
-    for k, v in a["generator"].items():
-        assert torch.equal(v, b["generator"][k]), k
+    for net in ("generator", "generator_ema", "discriminator"):
+        for k, v in a[net].items():
+            assert torch.equal(v, b[net][k]), (net, k)
 
 
 def test_resume_mid_epoch_after_a_time_budget(tmp_path):
@@ -140,3 +141,40 @@ def test_pick_device():
 def test_config_validation(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value}).validate()
+
+
+def test_ema_averages_weights_and_remeasures_batchnorm(tmp_path):
+    from facegan.models import Generator
+    from facegan.train import EMA
+    G = Generator(16, 8)
+    ema = EMA(G, decay=0.9)
+    start = [p.clone() for p in G.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+    ema.update(G, step=1000)  # past the warm-up: the decay itself applies
+    for p_ema, p0 in zip(ema.model.parameters(), start):
+        assert torch.allclose(p_ema, p0 + 0.1, atol=1e-6)
+    ema.update(G, step=0)  # warm-up: decay (1 + 0) / (10 + 0) = 0.1
+    for p_ema, p0 in zip(ema.model.parameters(), start):
+        assert torch.allclose(p_ema, p0 + 0.1 + 0.9 * 0.9, atol=1e-5)
+    # calibration: running statistics become the batch statistics of the averaged weights on the given latents
+    z = [torch.rand(64, 16) * 2 - 1]
+    ema.calibrate(z)
+    bn = ema.model.deconv1[1]
+    with torch.no_grad():
+        pre = ema.model.deconv1[0](ema.model.fc(z[0]).view(-1, 64, 2, 2))
+    assert torch.allclose(bn.running_mean, pre.mean((0, 2, 3)), atol=1e-5)
+    assert bn.momentum == 0.1 and not ema.model.training
+
+
+def test_ema_is_used_for_samples_and_saved(tmp_path):
+    result = train(small(tmp_path, epochs=1), progress=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert "generator_ema" in state and result.G_ema is not None
+    assert not torch.equal(state["generator_ema"]["fc.weight"], state["generator"]["fc.weight"])
+    from facegan.checkpoint import load_generator
+    G, _ = load_generator(tmp_path / "run" / "checkpoint.pt")
+    assert torch.equal(G.fc.weight, state["generator_ema"]["fc.weight"])
+    no_ema = train(small(tmp_path, "plain", epochs=1, ema=0.0), progress=False)
+    assert no_ema.G_ema is None and "generator_ema" not in load_checkpoint(tmp_path / "plain" / "checkpoint.pt")

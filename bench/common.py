@@ -1,0 +1,76 @@
+"""Shared by the benchmarks: the seed method (the Udacity notebook's loop as written) and data fixtures."""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facegan.data import find_images
+from facegan.models import build_network, fake_loss, real_loss
+
+
+def image_folder_for(data: str | None, n: int = 4096) -> str:
+    """A folder that torchvision's ImageFolder can read (one class subfolder): generated 89x109 JPEG faces when
+    ``data`` is None, otherwise the source's images (a zip is extracted once into a temporary folder)."""
+    root = Path(tempfile.mkdtemp(prefix="facegan-bench-"))
+    target = root / "faces"
+    target.mkdir()
+    if data is None:
+        from facegan.synthetic import draw_faces
+        for i, face in enumerate(draw_faces(n, 128, seed=0)):
+            Image.fromarray(face).resize((89, 109)).save(target / f"{i:06d}.jpg", quality=90)
+        return str(root)
+    source = find_images(data)
+    if source.kind == "zip":
+        with zipfile.ZipFile(source.path) as archive:
+            for i, name in enumerate(source.members):
+                (target / f"{i:06d}{Path(name).suffix}").write_bytes(archive.read(name))
+    else:
+        for i, name in enumerate(source.members):
+            os.symlink(os.path.abspath(os.path.join(source.path, name)), target / f"{i:06d}{Path(name).suffix}")
+    return str(root)
+
+
+def seed_loader(folder: str, batch_size: int = 32, image_size: int = 32):
+    """The Udacity get_dataloader: ImageFolder, Resize + CenterCrop + ToTensor decoded by PIL every epoch."""
+    from torchvision import datasets, transforms
+    transform = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                                    transforms.ToTensor()])
+    return torch.utils.data.DataLoader(datasets.ImageFolder(folder, transform), batch_size=batch_size,
+                                       shuffle=True, num_workers=0)
+
+
+class SeedMethod:
+    """The Udacity training loop as written: fp32, scale() per batch, BCE-with-logits with real labels 0.9,
+    uniform z regenerated for the G step, Adam(2e-4, 0.5, 0.999), the seed-000 networks."""
+
+    def __init__(self, z_size: int = 100, conv_dim: int = 32, image_size: int = 32, seed: int = 0):
+        torch.manual_seed(seed)
+        self.D, self.G = build_network(conv_dim, conv_dim, z_size, image_size=image_size)
+        self.d_optimizer = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.g_optimizer = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.z_size = z_size
+
+    def step(self, real_images: torch.Tensor) -> tuple[float, float]:
+        real_images = real_images * 2 - 1  # scale() to [-1, 1]
+        n = real_images.size(0)
+        self.d_optimizer.zero_grad()
+        d_real_loss = real_loss(self.D(real_images), smooth=True)
+        z = torch.from_numpy(np.random.uniform(-1, 1, size=(n, self.z_size))).float()
+        fake_images = self.G(z)
+        d_fake_loss = fake_loss(self.D(fake_images))
+        d_loss = d_real_loss + d_fake_loss
+        d_loss.backward()
+        self.d_optimizer.step()
+
+        self.g_optimizer.zero_grad()
+        z = torch.from_numpy(np.random.uniform(-1, 1, size=(n, self.z_size))).float()
+        g_loss = real_loss(self.D(self.G(z)))
+        g_loss.backward()
+        self.g_optimizer.step()
+        return d_loss.item(), g_loss.item()

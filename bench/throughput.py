@@ -1,0 +1,126 @@
+"""Training throughput: the seed method vs facegan's default path, side by side on the same data and machine.
+
+    python bench/throughput.py [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 40]
+
+Prints images/s of both, their ratio (``ratio: X.XX``), the FLOPs of one training step per image, this machine's
+fp32 and bf16 matmul rates, and the fraction of that limit each path reaches. The two paths alternate in rounds so
+that a noisy neighbour slows both alike.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from common import SeedMethod, image_folder_for, seed_loader  # noqa: E402
+
+from facegan.config import TrainConfig  # noqa: E402
+from facegan.data import TensorBatches, load_images  # noqa: E402
+from facegan.train import Trainer  # noqa: E402
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def step_flops_per_image(step, batch) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(batch)
+    return counter.get_total_flops() / batch.shape[0]
+
+
+def timed(run_for, seconds: float) -> float:
+    """Images per second of ``run_for(deadline)``, which trains until the deadline and returns images seen."""
+    start = time.perf_counter()
+    images = run_for(start + seconds)
+    return images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="images to train on (default: 4,096 generated 89x109 JPEGs)")
+    parser.add_argument("--seconds", type=float, default=40, help="seconds per path per round (default: 40)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default: 2)")
+    parser.add_argument("--batch-size", type=int, default=None, help="facegan's batch size (default: its default)")
+    args = parser.parse_args()
+
+    folder = image_folder_for(args.data)
+    try:
+        seed = SeedMethod()
+        loader = seed_loader(folder)
+
+        config = TrainConfig(data=os.path.join(folder, "faces"))
+        if args.batch_size:
+            config.batch_size = args.batch_size
+        start = time.perf_counter()
+        images = load_images(config.data, config.image_size, progress=False)
+        prepare = time.perf_counter() - start
+        trainer = Trainer(config, images=images, progress=False, write=False)
+        batches = TensorBatches(images, config.batch_size, device=trainer.device, channels_last=config.channels_last)
+
+        def run_seed(deadline):
+            seen = 0
+            while True:
+                for real, _ in loader:
+                    seed.step(real)
+                    seen += real.shape[0]
+                    if time.perf_counter() > deadline:
+                        return seen
+
+        epoch = [0]
+
+        def run_facegan(deadline):
+            seen = 0
+            while True:
+                for real in batches.epoch(epoch[0]):
+                    trainer.train_step(real)
+                    seen += real.shape[0]
+                    if time.perf_counter() > deadline:
+                        return seen
+                epoch[0] += 1
+
+        # warm-up both (allocators, oneDNN kernel choice), then alternate
+        timed(run_seed, 3)
+        timed(run_facegan, 3)
+        seed_rates, facegan_rates = [], []
+        for _ in range(args.rounds):
+            seed_rates.append(timed(run_seed, args.seconds))
+            facegan_rates.append(timed(run_facegan, args.seconds))
+        seed_rate, facegan_rate = max(seed_rates), max(facegan_rates)
+
+        real = next(iter(loader))[0]
+        flops = step_flops_per_image(seed.step, real)
+        fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    print(f"data: {args.data or 'generated 89x109 JPEG faces'}; device: {trainer.device}, "
+          f"{torch.get_num_threads()} threads; torch {torch.__version__}")
+    print(f"facegan default: batch {config.batch_size}, precision {config.precision}, channels_last "
+          f"{config.channels_last}, reuse_fake {config.reuse_fake}; decode-once preparation {prepare:.1f} s")
+    print(f"one training step: {flops / 1e6:.1f} MFLOP per image")
+    print(f"machine: fp32 matmul {fp32 / 1e9:.0f} GFLOP/s, bf16 matmul {bf16 / 1e9:.0f} GFLOP/s")
+    print(f"{'path':<18}{'images/s':>10}{'rounds':>22}{'of fp32 limit':>16}{'of bf16 limit':>16}")
+    for name, rate, rates in (("seed method", seed_rate, seed_rates), ("facegan default", facegan_rate,
+                                                                        facegan_rates)):
+        rounds = ", ".join(f"{r:.0f}" for r in rates)
+        print(f"{name:<18}{rate:>10.0f}{rounds:>22}{rate * flops / fp32:>16.0%}{rate * flops / bf16:>16.0%}")
+    print(f"ratio: {facegan_rate / seed_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
