@@ -82,6 +82,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 
 
 def _train(args) -> int:
+    from . import distributed
     from .checkpoint import config_of, load_checkpoint
     from .train import Trainer
     config = config_from_args(args)
@@ -90,13 +91,20 @@ def _train(args) -> int:
         path = Path(config.out) / "checkpoint.pt"
         if path.is_file():
             config = config_from_args(args, config_of(load_checkpoint(path)))
-    trainer = Trainer(config, progress=not args.quiet)
-    if args.resume:
-        trainer.resume()
-    result = trainer.run()
-    d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
-    print(f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, "
-          f"d_loss {d:.3f}, g_loss {g:.3f}, {result.images_per_second:.0f} images/s; run in {config.out}/")
+    world = distributed.setup(config.device)  # several processes when started by torchrun
+    try:
+        trainer = Trainer(config, progress=not args.quiet)
+        if args.resume:
+            trainer.resume()
+        result = trainer.run()
+    finally:
+        distributed.teardown()
+    if world.main:
+        d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
+        processes = f" on {world.size} processes" if world.distributed else ""
+        print(f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, "
+              f"d_loss {d:.3f}, g_loss {g:.3f}, {result.images_per_second:.0f} images/s{processes}; "
+              f"run in {config.out}/")
     return 0
 
 

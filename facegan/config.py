@@ -58,6 +58,11 @@ class TrainConfig:
     channels_last: bool = field(default=True, metadata=_opt("channels-last memory layout for convolutions"))
     reuse_fake: bool = field(default=True, metadata=_opt(
         "let the generator step reuse the fakes the discriminator just saw instead of drawing new ones"))
+    sync_bn: bool = field(default=False, metadata=_opt(
+        "with several GPUs (torchrun): BatchNorm statistics over the global batch instead of each GPU's share"))
+    deterministic: bool = field(default=False, metadata=_opt(
+        "deterministic algorithms only (CPU runs are already bit-for-bit repeatable; on CUDA this trades speed "
+        "for repeatability)"))
     threads: int = field(default=0, metadata=_opt("CPU threads for torch (0 = all cores)"))
 
     # better samples per unit of compute

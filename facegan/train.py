@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import inspect
 import io
 import json
 import math
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig
 from .data import TensorBatches, load_images
 from .images import save_grid
@@ -122,10 +124,18 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, D=None, G=None, d_optimizer=None, g_optimizer=None,
                  images: torch.Tensor | None = None, progress: bool = True, write: bool = True):
         self.config = config.validate()
+        self.world = distributed.current()
         self.device = pick_device(config.device)
-        self.progress, self.write = progress, write
+        if self.world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+        # one process writes and shows progress; the others only train
+        self.progress, self.write = progress and self.world.main, write and self.world.main
         if config.threads:
             torch.set_num_threads(config.threads)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
         torch.manual_seed(config.seed)
         if D is None or G is None:
             D_new, G_new = build_network(config.d_conv_dim, config.g_conv_dim, config.z_size, arch=config.arch,
@@ -134,13 +144,15 @@ class Trainer:
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.D = D.to(self.device, memory_format=memory_format)
         self.G = G.to(self.device, memory_format=memory_format)
+        if self.world.distributed:
+            self.D, self.G = self._wrap(self.D), self._wrap(self.G)
         adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
         self.d_optimizer = d_optimizer or torch.optim.Adam(self.D.parameters(), **adam)
         self.g_optimizer = g_optimizer or torch.optim.Adam(self.G.parameters(), **adam)
         # the fixed latents are drawn on the CPU so every device shows the same faces for the same seed
         self.fixed_z = sample_latent(config.n_samples, config.z_size, config.latent,
                                      generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
-        self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2 + 1000 * self.world.rank)
         self.ema = EMA(self.G, config.ema) if config.ema > 0 else None
         calibration = torch.Generator().manual_seed(config.seed + 3)
         self.calibration_z = [sample_latent(256, config.z_size, config.latent, generator=calibration).to(self.device)
@@ -152,17 +164,31 @@ class Trainer:
         self._stop_signal = None
         self.clock = time.perf_counter  # the time budget's clock (tests replace it)
 
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel; each rank keeps its own BatchNorm statistics while training (broadcasting
+        them from rank 0 at every forward would also break the two forward passes of the D step)."""
+        if self.config.sync_bn:
+            if self.device.type != "cuda":
+                raise TrainingError("--sync-bn needs CUDA (NCCL); drop it for CPU runs")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel
+        # newer torch names the switch forward_sync_buffers (buffers still start equal: same seed, same init)
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                   else {"broadcast_buffers": False})
+        return ddp(model, device_ids=ids, **no_sync)
+
     # ---------------------------------------------------------------- run directory and checkpoints
     def _prepare_out(self) -> None:
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"output path '{self.out}' is a file: choose a folder with --out")
-        try:
+        with self._writing():
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            # half-written temporary files of a run that was killed mid-write: the real files are intact
+            for stale in [*self.out.glob(".*.tmp"), *(self.out / "samples").glob(".*.tmp")]:
+                stale.unlink(missing_ok=True)
             ckpt.atomic_write(self.out / "config.json",
                               lambda f: f.write(json.dumps(self.config.to_dict(), indent=2).encode()))
-        except OSError as e:
-            raise TrainingError(f"cannot write to output folder '{self.out}' ({e.strerror}): choose a writable "
-                                "--out") from None
 
     def state(self) -> dict:
         return {
@@ -174,7 +200,7 @@ class Trainer:
             "noise_rng": self.noise.get_state(),
             **({"generator_ema": self.ema.model.state_dict()} if self.ema else {}),
             "best_fid": self.best_fid,
-            "epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "epoch": self.epoch, "batch": self.batch, "step": self.step, "world_size": self.world.size,
             "images_seen": self.images_seen, "elapsed_s": self.elapsed,
         }
 
@@ -196,12 +222,18 @@ class Trainer:
         ckpt.restore_model(self.D, state["discriminator"], saved, "discriminator", path)
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
-        self.noise.set_state(state["noise_rng"].to(self.noise.get_state().device))
+        if self.world.distributed or state.get("world_size", 1) != self.world.size:
+            # another world size: a fresh, rank-specific noise stream from here on
+            self.noise.manual_seed(self.config.seed + 2 + 1000 * self.world.rank + state["step"])
+        else:
+            self.noise.set_state(state["noise_rng"].to(self.noise.get_state().device))
         if self.ema is not None:
             ckpt.restore_model(self.ema.model, state.get("generator_ema", state["generator"]), saved,
                                "averaged generator", path)
         self.best_fid = state.get("best_fid", math.inf)
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        # the position inside an epoch counts batches of batch_size x world_size images
+        self.batch = self.batch * state.get("world_size", 1) // self.world.size
         self.images_seen, self.elapsed = state["images_seen"], state["elapsed_s"]
         self._truncate_losses()
 
@@ -212,7 +244,8 @@ class Trainer:
             return
         with open(path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]
-        self._write_rows(rows, mode="replace")
+        with self._writing():
+            self._write_rows(rows, mode="replace")
 
     def _write_rows(self, rows: list[dict], mode: str = "append") -> None:
         path = self.out / "losses.csv"
@@ -228,14 +261,20 @@ class Trainer:
         # rewriting the whole (small) file atomically keeps it whole across a kill mid-write
         ckpt.atomic_write(path, lambda f: f.write(old + text.getvalue().encode()))
 
-    def _save(self, rows: list[dict]) -> None:
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turn a failed write (disk full, permissions) into one clear error; atomic writes leave the previous
+        files whole."""
         try:
+            yield
+        except OSError as e:
+            raise TrainingError(f"could not write to '{self.out}' ({e.strerror or e}); the previous checkpoint is "
+                                "intact: free some space or choose a writable --out, then --resume") from None
+
+    def _save(self, rows: list[dict]) -> None:
+        with self._writing():
             self._write_rows(rows)
             ckpt.save_checkpoint(self.out / "checkpoint.pt", self.state())
-        except OSError as e:
-            raise TrainingError(f"could not save the run to '{self.out}' ({e.strerror or e}); the previous "
-                                "checkpoint is intact: free some space or choose another --out, then --resume"
-                                ) from None
 
     # ---------------------------------------------------------------- the loop
     def sample_model(self) -> nn.Module:
@@ -262,7 +301,11 @@ class Trainer:
         config, n = self.config, real.shape[0]
         z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
         with autocast(self.device, config.precision):
-            fake = self.G(z)
+            if config.reuse_fake:
+                fake = self.G(z)
+            else:  # these fakes only train D: no graph through G is needed
+                with torch.no_grad():
+                    fake = ckpt.unwrap(self.G)(z)
             d_loss = real_loss(self.D(real), config.real_label) + fake_loss(self.D(fake.detach()))
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -272,14 +315,18 @@ class Trainer:
             z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
         # D's weight gradients are not needed for the G step (the D step clears them anyway): skipping them saves
         # about a third of D's backward pass
-        self.D.requires_grad_(False)
-        with autocast(self.device, config.precision):
-            if not config.reuse_fake:
-                fake = self.G(z)
-            g_loss = real_loss(self.D(fake))  # non-saturating: G wants D to call its fakes real
-        self.g_optimizer.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.D.requires_grad_(True)
+        # (the plain D, not its DDP wrapper: this step has no D gradients to average)
+        plain_D = ckpt.unwrap(self.D)
+        plain_D.requires_grad_(False)
+        try:
+            with autocast(self.device, config.precision):
+                if not config.reuse_fake:
+                    fake = self.G(z)
+                g_loss = real_loss(plain_D(fake))  # non-saturating: G wants D to call its fakes real
+            self.g_optimizer.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            plain_D.requires_grad_(True)
         self.g_optimizer.step()
         if self.ema is not None:
             self.ema.update(self.G, self.step)
@@ -291,11 +338,16 @@ class Trainer:
         config = self.config
         if self.write:
             self._prepare_out()
-        images = self._images if self._images is not None else load_images(
-            config.data, config.image_size, synthetic_count=config.synthetic_count, seed=config.seed,
-            progress=self.progress)
+        images = self._images
+        if images is None:
+            if not self.world.main:
+                distributed.barrier()  # rank 0 decodes and caches first; the others then read its cache
+            images = load_images(config.data, config.image_size, synthetic_count=config.synthetic_count,
+                                 seed=config.seed, progress=self.progress)
+            if self.world.main:
+                distributed.barrier()
         batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
-                                channels_last=config.channels_last)
+                                channels_last=config.channels_last, shard=(self.world.rank, self.world.size))
         result = RunResult(D=self.D, G=self.G, out=self.out if self.write else None,
                            G_ema=self.ema.model if self.ema else None)
         from tqdm.auto import tqdm
@@ -313,39 +365,49 @@ class Trainer:
                     d_loss, g_loss = self.train_step(real)
                     self.batch += 1
                     self.step += 1
-                    self.images_seen += real.shape[0]
+                    self.images_seen += real.shape[0] * self.world.size
                     pending.append((self.step, torch.stack((d_loss, g_loss))))
                     bar.update(1)
-                    if self.step % 25 == 0 or self.batch == steps_per_epoch:
+                    flush = self.step % 25 == 0 or self.batch == steps_per_epoch
+                    if flush:
                         rows += self._flush(pending, start, elapsed_at_start, result, bar, seen_at_start)
                         pending = []
-                    if self._stop_signal is not None:
-                        result.stopped = f"stopped by {self._stop_signal}"
-                    elif budget is not None and elapsed_at_start + self.clock() - start >= budget:
-                        result.stopped = f"time budget of {config.max_minutes:g} minutes reached"
-                    if result.stopped != "finished":
-                        break
+                    # several processes decide together, at the same step, so none waits for the others forever
+                    if flush or not self.world.distributed:
+                        over = budget is not None and elapsed_at_start + self.clock() - start >= budget
+                        if distributed.any_true(over or self._stop_signal is not None, self.device):
+                            result.stopped = (f"stopped by {self._stop_signal}" if self._stop_signal else
+                                              f"time budget of {config.max_minutes:g} minutes reached")
+                            break
                 rows += self._flush(pending, start, elapsed_at_start, result, bar, seen_at_start)
                 self.elapsed = elapsed_at_start + self.clock() - start
                 finished_epoch = self.batch >= steps_per_epoch
                 if finished_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
+                distributed.average_buffers(ckpt.unwrap(self.D))
+                distributed.average_buffers(ckpt.unwrap(self.G))
                 samples = self.sample()
                 label = self.epoch if finished_epoch else self.epoch + 1
                 if finished_epoch:
                     result.samples.append(samples)
                 if self.write:
-                    save_grid(samples, self.out / "samples" / f"epoch_{label:03d}.png")
+                    with self._writing():
+                        save_grid(samples, self.out / "samples" / f"epoch_{label:03d}.png")
                     self._save(rows)
                     if finished_epoch and config.eval_every and self.epoch % config.eval_every == 0:
                         self._evaluate(images)
                 if finished_epoch and on_epoch is not None:
                     on_epoch(self.epoch, samples)
+                distributed.barrier()
         finally:
             bar.close()
             self._restore_signal_handlers(previous)
+        if not distributed.replicas_identical(ckpt.unwrap(self.G)):
+            raise TrainingError("the processes' generators differ after training: a DDP synchronisation problem; "
+                                "please report it with your torchrun command")
         if self.write and result.losses:
-            self._plot_losses()
+            with self._writing():
+                self._plot_losses()
         seconds = self.clock() - start
         result.images_per_second = (self.images_seen - seen_at_start) / seconds if seconds > 0 else 0.0
         return result
@@ -354,7 +416,7 @@ class Trainer:
         """Move the pending losses to the CPU in one transfer, check them, and turn them into CSV rows."""
         if not pending:
             return []
-        values = torch.stack([v for _, v in pending]).float().cpu()
+        values = distributed.mean(torch.stack([v for _, v in pending]).float()).cpu()
         if not torch.isfinite(values).all():
             bad = pending[int((~torch.isfinite(values)).any(1).nonzero()[0])][0]
             raise TrainingError(f"training diverged at step {bad} (a loss became NaN or infinite); the last good "
@@ -364,7 +426,8 @@ class Trainer:
         for (step, _), (d, g) in zip(pending, values.tolist()):
             result.losses.append((d, g))
             rows.append({"step": step, "epoch": self.epoch + 1, "d_loss": f"{d:.6f}", "g_loss": f"{g:.6f}",
-                         "images_seen": step * self.config.batch_size, "elapsed_s": f"{elapsed:.3f}"})
+                         "images_seen": step * self.config.batch_size * self.world.size,
+                         "elapsed_s": f"{elapsed:.3f}"})
         rate = (self.images_seen - seen_at_start) / max(self.clock() - start, 1e-9)
         bar.set_postfix(d_loss=f"{values[-1, 0]:.3f}", g_loss=f"{values[-1, 1]:.3f}", img_s=f"{rate:.0f}")
         return rows

@@ -204,3 +204,27 @@ def test_tensor_batches_order_range_and_shards():
     assert len(set(shards[0].tolist()) & set(shards[1].tolist())) == 0
     with pytest.raises(DataError, match="batch size"):
         TensorBatches(images, 64)
+
+
+def test_decompression_bombs_are_refused_and_tiny_images_work(tmp_path):
+    write_images(tmp_path, 2)
+    Image.new("L", (8000, 8000)).save(tmp_path / "bomb.png")  # 64 megapixels in a few kB
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp_path / "tiny.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = load_images(tmp_path, 32, progress=False)
+    assert len(images) == 3
+    message = next(str(w.message) for w in caught if "unreadable" in str(w.message))
+    assert "skipped 1" in message and "bomb.png" in message and "pixels" in message
+    tiny = find_images(tmp_path).members.index("tiny.png") - 1  # after bomb.png was skipped
+    assert images[tiny, 0].float().mean() > 190
+
+
+def test_files_that_only_claim_to_be_images(tmp_path):
+    write_images(tmp_path, 2)
+    (tmp_path / "script.png").write_text("#!/bin/sh\necho not an image\n")
+    (tmp_path / "archive.jpg").write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(load_images(tmp_path, 32, progress=False)) == 2
+    assert any("skipped 2 unreadable" in str(w.message) for w in caught)

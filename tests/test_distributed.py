@@ -1,0 +1,68 @@
+"""Two CPU processes with gloo through torchrun: they train, stay identical, checkpoint, and resume across world
+sizes; the checkpoints load in a single process."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from facegan.checkpoint import load_checkpoint
+from facegan.cli import main
+from facegan.train import read_losses
+
+TINY = ["--data", "synthetic", "--synthetic-count", "256", "--batch-size", "16", "--d-conv-dim", "8",
+        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--device", "cpu", "--quiet"]
+
+
+def torchrun(n, *args, timeout=300):
+    """The README's command: torchrun --standalone --nproc_per_node=N -m facegan train ..."""
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                           "-m", "facegan", "train", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    stdout = torchrun(2, *TINY, "--epochs", "2", "--out", str(out))
+    return out, stdout
+
+
+def test_two_processes_train_shard_and_stay_identical(two_process_run):
+    out, stdout = two_process_run
+    # one line, from rank 0; printing 'finished' means the replicas' checksums matched
+    assert stdout.count("finished: epoch 2/2") == 1 and "on 2 processes" in stdout
+    state = load_checkpoint(out / "checkpoint.pt")
+    # each process takes 16 of the 256 images per step: 8 steps per epoch
+    assert (state["epoch"], state["step"], state["world_size"]) == (2, 16, 2)
+    rows = read_losses(out)
+    assert [r["step"] for r in rows] == list(range(1, 17)) and rows[-1]["images_seen"] == 16 * 32
+    assert not any(k.startswith("module.") for k in state["generator"])
+    assert (out / "samples" / "epoch_002.png").exists()
+
+
+def test_distributed_checkpoint_samples_and_resumes_in_one_process(two_process_run, tmp_path):
+    out, _ = two_process_run
+    assert main(["sample", "--checkpoint", str(out / "checkpoint.pt"), "--n", "4", "--out",
+                 str(tmp_path / "g.png")]) == 0
+    assert main(["train", *TINY, "--epochs", "3", "--out", str(out), "--resume"]) == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["epoch"], state["step"], state["world_size"]) == (3, 16 + 16, 1)
+
+
+def test_single_process_checkpoint_resumes_on_two(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    torchrun(2, *TINY, "--epochs", "2", "--out", str(out), "--resume")
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["epoch"], state["step"], state["world_size"]) == (2, 16 + 8, 2)
+    assert [r["step"] for r in read_losses(out)] == list(range(1, 25))
+
+
+def test_all_ranks_stop_together_on_a_time_budget(tmp_path):
+    stdout = torchrun(2, *TINY, "--epochs", "1000", "--max-minutes", "0.001", "--out", str(tmp_path / "run"))
+    assert "time budget of 0.001 minutes reached" in stdout
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["epoch"] < 1000 and len(read_losses(tmp_path / "run")) == state["step"] >= 1
