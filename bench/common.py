@@ -1,38 +1,32 @@
 """Shared by the benchmarks: the seed method (the Udacity notebook's loop as written) and data fixtures."""
 from __future__ import annotations
 
-import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from facegan.data import find_images
+from facegan.data import load_images
 from facegan.models import build_network, fake_loss, real_loss
 
 
-def image_folder_for(data: str | None, n: int = 4096) -> str:
-    """A folder that torchvision's ImageFolder can read (one class subfolder): generated 89x109 JPEG faces when
-    ``data`` is None, otherwise the source's images (a zip is extracted once into a temporary folder)."""
+def udacity_style_folder(data: str | None, index=None, n: int = 4096) -> str:
+    """A folder laid out for torchvision's ImageFolder (one class subfolder) holding 64x64 JPEG face crops, like the
+    Udacity processed_celeba_small set: the source's images (``index`` selects some) cropped and resized the way
+    facegan does, or ``n`` generated faces when ``data`` is None. Both methods then read the very same files."""
     root = Path(tempfile.mkdtemp(prefix="facegan-bench-"))
     target = root / "faces"
     target.mkdir()
     if data is None:
         from facegan.synthetic import draw_faces
-        for i, face in enumerate(draw_faces(n, 128, seed=0)):
-            Image.fromarray(face).resize((89, 109)).save(target / f"{i:06d}.jpg", quality=90)
-        return str(root)
-    source = find_images(data)
-    if source.kind == "zip":
-        with zipfile.ZipFile(source.path) as archive:
-            for i, name in enumerate(source.members):
-                (target / f"{i:06d}{Path(name).suffix}").write_bytes(archive.read(name))
+        crops = draw_faces(n, 64, seed=0)
     else:
-        for i, name in enumerate(source.members):
-            os.symlink(os.path.abspath(os.path.join(source.path, name)), target / f"{i:06d}{Path(name).suffix}")
+        crops = load_images(data, 64, progress=False).permute(0, 2, 3, 1).numpy()
+    chosen = range(len(crops)) if index is None else index.tolist()
+    for i in chosen:
+        Image.fromarray(crops[i]).save(target / f"{i:06d}.jpg", quality=95)
     return str(root)
 
 

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import SeedMethod, seed_loader  # noqa: E402
+from common import SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import find_images, load_images  # noqa: E402
@@ -34,22 +33,6 @@ from facegan.train import Trainer  # noqa: E402
 def split(images: torch.Tensor, held_out: int, seed: int = 0):
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     return order[held_out:].sort().values, order[:held_out].sort().values
-
-
-def write_training_folder(images: torch.Tensor, index: torch.Tensor, source) -> str:
-    """The training images as files for the seed method's ImageFolder, in their original encoding."""
-    import zipfile
-    root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
-    (root / "faces").mkdir()
-    archive = zipfile.ZipFile(source.path) if source.kind == "zip" else None
-    for i in index.tolist():
-        name = source.members[i]
-        target = root / "faces" / f"{i:06d}{Path(name).suffix}"
-        if archive is not None:
-            target.write_bytes(archive.read(name))
-        else:
-            os.symlink(os.path.abspath(os.path.join(source.path, name)), target)
-    return str(root)
 
 
 def train_seed(folder: str, seconds: float) -> tuple[torch.nn.Module, int]:
@@ -84,11 +67,13 @@ def main() -> None:
     parser.add_argument("--grids", default="assets", help="folder for the two sample grids (default: assets)")
     args = parser.parse_args()
 
+    # both methods learn from the same files: 64x64 JPEG face crops like the Udacity set
     source = find_images(args.data)
-    images = load_images(args.data, 32, progress=False)
-    train_index, held_out_index = split(images, args.eval_n)
+    train_index, held_out_index = split(load_images(args.data, 32, progress=False), args.eval_n)
+    folder = udacity_style_folder(args.data)
+    images = load_images(os.path.join(folder, "faces"), 32, progress=False, cache=False)
     held_out = images[held_out_index]
-    key = f"{source.fingerprint()}|held-out {args.eval_n}"
+    key = f"{source.fingerprint()}|held-out {args.eval_n}|udacity-style"
 
     hints = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     overrides = {}
@@ -98,16 +83,13 @@ def main() -> None:
             str(hints[name]).split(" ")[0].replace("'", ""), str)
         overrides[name] = kind(value)
     config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes, **overrides)
+    training_folder = udacity_style_folder(args.data, train_index)
 
     results = []
     z = sample_latent(64, 100, generator=torch.Generator().manual_seed(0))
     Path(args.grids).mkdir(parents=True, exist_ok=True)
     if not args.skip_seed:
-        folder = write_training_folder(images, train_index, source)
-        try:
-            G, seen = train_seed(folder, args.minutes * 60)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        G, seen = train_seed(training_folder, args.minutes * 60)
         G.eval()
         scores = evaluate(G, held_out, key=key, z_size=100, latent="uniform", precision=args.fid_precision)
         with torch.no_grad():
@@ -118,7 +100,9 @@ def main() -> None:
     save_grid(trainer.sample(z if config.latent == "uniform" else None), Path(args.grids) / "quality_facegan.png")
     results.append(("facegan default", seen, scores))
 
-    print(f"data: {args.data} ({len(train_index)} training, {args.eval_n} held out); budget {args.minutes:g} min "
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(training_folder, ignore_errors=True)
+    print(f"data: {args.data} as 64x64 JPEG face crops ({len(train_index)} training, {args.eval_n} held out); budget {args.minutes:g} min "
           f"per method; FID/KID on {args.eval_n} images, Inception in {args.fid_precision}")
     print(f"facegan: {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'} (batch {config.batch_size},"
           f" precision {config.precision}, ema {config.ema}, latent {config.latent})")

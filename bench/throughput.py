@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import SeedMethod, image_folder_for, seed_loader  # noqa: E402
+from common import SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import TensorBatches, load_images  # noqa: E402
@@ -52,13 +52,15 @@ def timed(run_for, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=None, help="images to train on (default: 4,096 generated 89x109 JPEGs)")
+    parser.add_argument("--data", default=None,
+                        help="images to train on, as 64x64 JPEG face crops like the Udacity set (default: 4,096 "
+                             "generated faces)")
     parser.add_argument("--seconds", type=float, default=40, help="seconds per path per round (default: 40)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default: 2)")
     parser.add_argument("--batch-size", type=int, default=None, help="facegan's batch size (default: its default)")
     args = parser.parse_args()
 
-    folder = image_folder_for(args.data)
+    folder = udacity_style_folder(args.data)
     try:
         seed = SeedMethod()
         loader = seed_loader(folder)
@@ -108,7 +110,7 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    print(f"data: {args.data or 'generated 89x109 JPEG faces'}; device: {trainer.device}, "
+    print(f"data: {args.data or 'generated faces'} as 64x64 JPEG crops; device: {trainer.device}, "
           f"{torch.get_num_threads()} threads; torch {torch.__version__}")
     print(f"facegan default: batch {config.batch_size}, precision {config.precision}, channels_last "
           f"{config.channels_last}, reuse_fake {config.reuse_fake}; decode-once preparation {prepare:.1f} s")

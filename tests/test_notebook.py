@@ -67,6 +67,7 @@ def test_nbconvert_with_environment_variables(tmp_path):
     copy = tmp_path / "nb.ipynb"
     nbformat.write(nb, copy)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FACEGAN_DATA_DIR": "synthetic", "FACEGAN_N_EPOCHS": "1",
+           "FACEGAN_FID_N": "24",
            "FACEGAN_OUT_DIR": str(tmp_path / "run"), "FACEGAN_BATCH_SIZE": "128"}
     done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                            "--ExecutePreprocessor.timeout=600", str(copy), "--output", str(tmp_path / "out.ipynb")],
@@ -75,7 +76,7 @@ def test_nbconvert_with_environment_variables(tmp_path):
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     text = outputs_text(executed)
     assert text.count("Tests Passed") == graded_steps(nb)
-    assert "UDACITY NAMES OK" in text and "SYNTHETIC" in text
+    assert "UDACITY NAMES OK" in text and "SYNTHETIC" in text and "FID: " in text and "KID: " in text
     assert (tmp_path / "run" / "samples" / "epoch_001.png").exists()
     assert (tmp_path / "run" / "samples.gif").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
 
@@ -84,7 +85,7 @@ def test_papermill_with_parameters(tmp_path):
     papermill = pytest.importorskip("papermill")
     out = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(ROOT), progress_bar=False, kernel_name="python3",
-                               parameters={"data_dir": "synthetic", "n_epochs": 2, "batch_size": 256,
+                               parameters={"data_dir": "synthetic", "n_epochs": 2, "batch_size": 256, "fid_n": 0,
                                            "out_dir": str(tmp_path / "run"), "seed": 3})
     executed = nbformat.read(out, as_version=4)
     assert outputs_text(executed).count("Tests Passed") == graded_steps(read())
