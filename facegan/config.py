@@ -42,7 +42,7 @@ class TrainConfig:
     epochs: int = field(default=5, metadata=_opt("epochs to train (a resumed run continues up to this many)"))
     max_minutes: float | None = field(default=None, metadata=_opt(
         "stop cleanly after this many minutes, writing the checkpoint and samples"))
-    batch_size: int = field(default=128, metadata=_opt("images per step"))
+    batch_size: int = field(default=256, metadata=_opt("images per step (per process with torchrun)"))
     lr: float = field(default=2e-4, metadata=_opt("Adam learning rate for both networks"))
     beta1: float = field(default=0.5, metadata=_opt("Adam beta1"))
     beta2: float = field(default=0.999, metadata=_opt("Adam beta2"))

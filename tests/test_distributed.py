@@ -1,6 +1,7 @@
 """Two CPU processes with gloo through torchrun: they train, stay identical, checkpoint, and resume across world
 sizes; the checkpoints load in a single process."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,8 +17,9 @@ TINY = ["--data", "synthetic", "--synthetic-count", "256", "--batch-size", "16",
 
 def torchrun(n, *args, timeout=300):
     """The README's command: torchrun --standalone --nproc_per_node=N -m facegan train ..."""
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-                           "-m", "facegan", "train", *args], capture_output=True, text=True, timeout=timeout,
+    launcher = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
+    done = subprocess.run([*launcher.split(" "), "--standalone", f"--nproc_per_node={n}", "-m", "facegan", "train",
+                           *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
