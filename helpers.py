@@ -15,7 +15,7 @@ from facegan.models import interpolate, sample_latent
 from facegan.plots import plot_losses, show_images
 
 __all__ = ["env", "get_data", "show_batch", "view_samples", "plot_losses", "interpolation_grid",
-           "animate_samples", "estimate_epoch_seconds", "download", "safe_extract", "DownloadError"]
+           "animate_samples", "estimate_epoch_seconds", "duration", "download", "safe_extract", "DownloadError"]
 
 
 def env(name: str, default):
@@ -75,6 +75,15 @@ def animate_samples(samples, path: str = "samples.gif", seconds_per_frame: float
     """A GIF of the fixed latents' samples across epochs. Returns its path (show it with IPython.display.Image)."""
     save_gif(list(samples), path, seconds_per_frame=seconds_per_frame)
     return path
+
+
+def duration(seconds: float) -> str:
+    """A readable duration: '45 s', '12 min', '3.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def estimate_epoch_seconds(config, n_images: int, steps: int = 3) -> float:

@@ -36,6 +36,14 @@ def _amplify_last_layer(model: nn.Module, factor: float = 1000.0) -> nn.Module:
     return model
 
 
+def _check_runs_on_the_available_device(model: nn.Module, inputs: torch.Tensor) -> None:
+    device = _device()
+    with torch.no_grad():
+        out = model.to(device)(inputs.to(device))
+    _check(out.device.type == device.type, f"output on {device}", f"{out.device}",
+           "create tensors inside forward() on the input's device")
+
+
 def _finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
@@ -55,11 +63,7 @@ def test_discriminator(Discriminator):
     _check(big.min() < -0.01 or big.max() > 1.01, "unbounded logits (no sigmoid at the end)",
            f"outputs stay in [0, 1] even with the last layer scaled x1000 (range {big.min():.3f}..{big.max():.3f})",
            "remove the final sigmoid: real_loss/fake_loss use BCEWithLogitsLoss, which applies it itself")
-    device = _device()
-    with torch.no_grad():
-        out = D.to(device)(x.to(device))
-    _check(out.device.type == device.type, f"output on {device}", f"{out.device}",
-           "create tensors inside forward() on the input's device")
+    _check_runs_on_the_available_device(D, x)
     _passed()
 
 
@@ -81,11 +85,7 @@ def test_generator(Generator):
     _check(big.min() >= -1 and big.max() <= 1 and big.min() < -0.5, "a tanh output layer (range [-1, 1] "
            "whatever the last layer's scale)", f"range {big.min():.3f}..{big.max():.3f} with the last layer "
            "scaled x1000", "apply torch.tanh (not sigmoid, not nothing) to the last transposed conv's output")
-    device = _device()
-    with torch.no_grad():
-        out = G.to(device)(z.to(device))
-    _check(out.device.type == device.type, f"output on {device}", f"{out.device}",
-           "create tensors inside forward() on the input's device")
+    _check_runs_on_the_available_device(G, z)
     _passed()
 
 

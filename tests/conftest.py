@@ -5,6 +5,20 @@ import pytest
 from PIL import Image
 
 
+# a run small enough for a unit test: 128 synthetic faces, narrow networks
+TINY = ["--data", "synthetic", "--synthetic-count", "128", "--batch-size", "32", "--d-conv-dim", "8",
+        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished one-epoch tiny run (shared by the tests of one module)."""
+    from facegan.cli import main
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     """Every test decodes into its own cache, so none sees another's (or the user's) cached images."""

@@ -4,17 +4,6 @@ import pytest
 import torch
 
 from facegan.checkpoint import CheckpointError, load_checkpoint, load_generator
-from facegan.cli import main
-
-TINY = ["--data", "synthetic", "--synthetic-count", "128", "--batch-size", "32", "--d-conv-dim", "8",
-        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bad-checkpoints") / "run"
-    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
-    return out
 
 
 class Exploit:

@@ -1,3 +1,4 @@
+"""Checkpoints round-trip (safetensors too), the CLI trains, samples, resumes and stops cleanly on SIGINT."""
 import os
 import subprocess
 import sys
@@ -6,21 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TINY
 from facegan.checkpoint import CheckpointError, export_generator, load_checkpoint, load_generator
 from facegan.cli import main
 from facegan.config import TrainConfig
 from facegan.train import train
 from test_bad_cli import run_cli
-
-TINY = ["--data", "synthetic", "--synthetic-count", "128", "--batch-size", "32", "--d-conv-dim", "8",
-        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
-    return out
 
 
 def test_safetensors_export_round_trip(run_dir, tmp_path):

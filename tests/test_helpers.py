@@ -48,3 +48,7 @@ def test_estimate_epoch_seconds():
     from facegan import TrainConfig
     seconds = helpers.estimate_epoch_seconds(TrainConfig(batch_size=16, d_conv_dim=8, g_conv_dim=8), 1600)
     assert 0 < seconds < 600
+
+
+def test_duration():
+    assert [helpers.duration(s) for s in (45, 600, 5 * 3600)] == ["45 s", "10 min", "5.0 h"]
