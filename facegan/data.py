@@ -216,19 +216,13 @@ def load_images(data: str | os.PathLike, image_size: int = 32, *, synthetic_coun
 
 
 def _save_cache(path: Path, array: np.ndarray) -> None:
+    from .checkpoint import atomic_write
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.save(f, array))
     except OSError as e:  # a read-only or full cache folder costs speed next time, never this run
         warnings.warn(f"could not cache decoded images in {path.parent} ({e}); set FACEGAN_CACHE to a writable "
                       "folder to start faster next time", stacklevel=3)
-        try:
-            tmp.unlink(missing_ok=True)
-        except (OSError, UnboundLocalError):
-            pass
 
 
 def scale(x: torch.Tensor, feature_range: tuple[float, float] = (-1, 1)) -> torch.Tensor:
