@@ -136,3 +136,11 @@ def test_tensor_batches_order_range_and_shards():
     assert len(set(shards[0].tolist()) & set(shards[1].tolist())) == 0
     with pytest.raises(DataError, match="batch size"):
         TensorBatches(images, 64)
+
+
+def test_an_unwritable_cache_costs_speed_not_the_run(tmp_path, monkeypatch):
+    folder = write_images(tmp_path / "faces", 3)
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "not-a-folder" / "cache"))
+    with pytest.warns(UserWarning, match="could not cache decoded images"):
+        assert len(load_images(folder, 32, progress=False)) == 3
