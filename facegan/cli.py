@@ -139,11 +139,11 @@ def _evaluate(args) -> int:
     from .data import find_images, load_images
     from .metrics import evaluate
     from .train import pick_device
+    if args.n < 2:  # checked before any loading: FID needs two images to have a covariance
+        raise ValueError("--n must be at least 2 for FID")
     device = pick_device(args.device)
     G, config = load_generator(args.checkpoint, device)
     real = load_images(args.data, config.image_size, progress=sys.stderr.isatty())
-    if args.n < 2:
-        raise ValueError("--n must be at least 2 for FID")
     key = f"{find_images(args.data).fingerprint()}|seed={args.seed}"
     scores = evaluate(G, real, key=key, z_size=config.z_size, latent=config.latent, n=args.n, seed=args.seed,
                       device=device, precision=args.precision, progress=sys.stderr.isatty())

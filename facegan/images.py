@@ -11,9 +11,14 @@ from torchvision.utils import make_grid
 from . import checkpoint
 
 
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, 3, H, W), rounded as a saved image would be."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3)."""
-    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3), the layout image files use."""
+    return quantize(images).permute(0, 2, 3, 1)
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:

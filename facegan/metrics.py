@@ -77,7 +77,7 @@ def inception(device: torch.device | str = "cpu", precision: str = "fp32"):
 def features(images, *, device: torch.device | str = "cpu", batch_size: int = 50, precision: str = "fp32",
              progress: bool = False) -> np.ndarray:
     """Pool3 features (N, 2048), float64, of uint8 images (N, 3, H, W) given as a tensor or an iterable of
-    batches (e.g. a generator's output converted with ``to_uint8_batch``)."""
+    batches (e.g. a generator's output converted with ``facegan.images.quantize``)."""
     from tqdm.auto import tqdm
     model, device = inception(device, precision), torch.device(device)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -95,11 +95,6 @@ def features(images, *, device: torch.device | str = "cpu", batch_size: int = 50
             out.append(f.double().cpu().numpy())
             bar.update(len(batch))
     return np.concatenate(out)
-
-
-def to_uint8_batch(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] -> uint8 (N, 3, H, W), quantised like a saved image."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 @dataclass
@@ -185,6 +180,7 @@ def reference_statistics(images: torch.Tensor, key: str, *, device="cpu", precis
 def generated_statistics(G, n: int, *, z_size: int, latent: str = "uniform", seed: int = 0, device="cpu",
                          batch_size: int = 50, precision: str = "fp32", progress: bool = False) -> Statistics:
     """Statistics of ``n`` images drawn from generator ``G`` (in eval mode) with a fixed latent seed."""
+    from .images import quantize
     from .models import sample_latent
     was_training = G.training
     G.eval()
@@ -194,7 +190,7 @@ def generated_statistics(G, n: int, *, z_size: int, latent: str = "uniform", see
     def batches():
         for start in range(0, n, batch_size):
             z = sample_latent(min(batch_size, n - start), z_size, latent, generator=generator)
-            yield to_uint8_batch(G(z.to(param_device)).float().cpu())
+            yield quantize(G(z.to(param_device)))
     try:
         feats = features(batches(), device=device, batch_size=batch_size, precision=precision, progress=progress)
     finally:
