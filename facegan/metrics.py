@@ -45,16 +45,32 @@ def weights_path() -> Path:
 _EXTRACTORS: dict = {}
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: no cheap way to know, so stay exact
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """'auto' is bf16 on CPUs with bf16 units (about 2x faster there; FID moved by under 1% in
+    bench/fid_speed.py) and the reference fp32 everywhere else."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cpu" and _cpu_has_native_bf16() else "fp32"
 
 
 def inception(device: torch.device | str = "cpu", precision: str = "fp32"):
-    """The FID InceptionV3 as a frozen TorchScript module (checked, loaded once per device and precision).
-    bf16 runs about twice as fast on CPUs with bf16 units and moved FID by under 1% in our measurements; fp32 is
-    the reference."""
+    """The FID InceptionV3 as a frozen TorchScript module (checked, loaded once per device and precision)."""
     device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
+    precision = resolve_precision(precision, device)
     if (device, precision) not in _EXTRACTORS:
         path = weights_path()
         digest = hashlib.sha1(path.read_bytes()).hexdigest()
@@ -67,19 +83,34 @@ def inception(device: torch.device | str = "cpu", precision: str = "fp32"):
             model = torch.jit.load(str(path), map_location=device).eval()
             if precision == "bf16":
                 model = model.to(torch.bfloat16)
+            model = torch.jit.freeze(model)
+            # The file's mixed blocks call .contiguous() on every branch, which forces the NCHW layout between
+            # blocks; those calls change no value, only the layout, so they are dropped: the whole network then
+            # stays channels-last, where the CPU pooling and convolution kernels run several times faster.
+            for node in model.graph.findAllNodes("aten::contiguous"):
+                node.output().replaceAllUsesWith(node.inputsAt(0))
+                node.destroy()
             # folding BatchNorm into the convolutions changes no result (checked in the tests) and runs faster
-            model = torch.jit.optimize_for_inference(torch.jit.freeze(model))
+            model = torch.jit.optimize_for_inference(model)
         _EXTRACTORS[device, precision] = model
     return _EXTRACTORS[device, precision]
 
 
+def default_batch_size(device: torch.device | str) -> int:
+    """Inception batch: small on the CPU, where 299x299 activations of a few images already fill the caches
+    (batches of 16 ran about 15% faster than 50 on the 2-core machine, bench/fid_speed.py), large on a GPU."""
+    return 16 if torch.device(device).type == "cpu" else 200
+
+
 @torch.no_grad()
-def features(images, *, device: torch.device | str = "cpu", batch_size: int = 50, precision: str = "fp32",
+def features(images, *, device: torch.device | str = "cpu", batch_size: int | None = None, precision: str = "fp32",
              progress: bool = False) -> np.ndarray:
     """Pool3 features (N, 2048), float64, of uint8 images (N, 3, H, W) given as a tensor or an iterable of
     batches (e.g. a generator's output converted with ``facegan.images.quantize``)."""
     from tqdm.auto import tqdm
-    model, device = inception(device, precision), torch.device(device)
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    model, batch_size = inception(device, precision), batch_size or default_batch_size(device)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     batches = images.split(batch_size) if torch.is_tensor(images) else images
     total = len(images) if torch.is_tensor(images) else None
@@ -159,6 +190,7 @@ def reference_statistics(images: torch.Tensor, key: str, *, device="cpu", precis
                          progress: bool = False) -> Statistics:
     """Statistics of real uint8 images, cached on disk under ``key`` (dataset fingerprint + size + count)."""
     from .data import cache_dir
+    precision = resolve_precision(precision, device)
     name = hashlib.sha256(f"{key}|{WEIGHTS_SHA1}|{precision}|{len(images)}|{tuple(images.shape[1:])}".encode()
                           ).hexdigest()[:20]
     path = cache_dir() / f"fid-reference-{name}.npz"
@@ -178,7 +210,8 @@ def reference_statistics(images: torch.Tensor, key: str, *, device="cpu", precis
 
 @torch.no_grad()
 def generated_statistics(G, n: int, *, z_size: int, latent: str = "uniform", seed: int = 0, device="cpu",
-                         batch_size: int = 50, precision: str = "fp32", progress: bool = False) -> Statistics:
+                         batch_size: int | None = None, precision: str = "fp32", progress: bool = False
+                         ) -> Statistics:
     """Statistics of ``n`` images drawn from generator ``G`` (in eval mode) with a fixed latent seed."""
     from .images import quantize
     from .models import sample_latent
@@ -186,6 +219,7 @@ def generated_statistics(G, n: int, *, z_size: int, latent: str = "uniform", see
     G.eval()
     generator = torch.Generator().manual_seed(seed)
     param_device = next(G.parameters()).device
+    batch_size = batch_size or default_batch_size(device)
 
     def batches():
         for start in range(0, n, batch_size):
@@ -204,14 +238,18 @@ class Scores:
     kid: float
     kid_std: float
     n: int
+    precision: str = "fp32"
 
     def __str__(self) -> str:
-        return f"FID: {self.fid:.2f}\nKID: {self.kid * 1000:.2f} ± {self.kid_std * 1000:.2f} (x1000, n={self.n})"
+        return (f"FID: {self.fid:.2f}\nKID: {self.kid * 1000:.2f} ± {self.kid_std * 1000:.2f} (x1000, n={self.n}, "
+                f"Inception in {self.precision})")
 
 
 def evaluate(G, real_images: torch.Tensor, *, key: str, z_size: int, latent: str = "uniform", n: int | None = None,
-             seed: int = 0, device="cpu", precision: str = "fp32", progress: bool = False) -> Scores:
-    """FID and KID of generator ``G`` against ``real_images`` (uint8); ``n`` samples of each (default: all real)."""
+             seed: int = 0, device="cpu", precision: str = "auto", progress: bool = False) -> Scores:
+    """FID and KID of generator ``G`` against ``real_images`` (uint8); ``n`` samples of each (default: all real).
+    ``precision`` is the Inception's arithmetic: fp32, bf16, or auto (see ``resolve_precision``)."""
+    precision = resolve_precision(precision, device)
     n = min(n or len(real_images), len(real_images))
     if n < 2:
         raise ValueError("FID needs at least 2 images")
@@ -222,4 +260,4 @@ def evaluate(G, real_images: torch.Tensor, *, key: str, z_size: int, latent: str
     generated = generated_statistics(G, n, z_size=z_size, latent=latent, seed=seed, device=device,
                                      precision=precision, progress=progress)
     kid, kid_std = kernel_inception_distance(reference.features, generated.features)
-    return Scores(frechet_distance(reference, generated), kid, kid_std, n)
+    return Scores(frechet_distance(reference, generated), kid, kid_std, n, precision)

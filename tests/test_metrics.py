@@ -64,7 +64,9 @@ def test_inception_fid_against_itself_and_a_shifted_set(faces, tmp_path, monkeyp
     assert abs(kid_same) < 0.01 and kid_shifted > 10 * abs(kid_same)
 
 
-def test_folding_batchnorm_changes_no_feature(faces):
+def test_optimised_inception_matches_the_file(faces):
+    # BatchNorm folded into the convolutions and the layout-only .contiguous() calls dropped: same features
+    assert not metrics.inception().graph.findAllNodes("aten::contiguous")
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -113,3 +115,14 @@ def test_cli_evaluate_and_evaluation_during_training(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--data", real, "--n", "12"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("FID: ") and "\nKID: " in printed and " ± " in printed
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_bf16_units(monkeypatch):
+    monkeypatch.setattr(metrics, "_cpu_has_native_bf16", lambda: True)
+    assert metrics.resolve_precision("auto", "cpu") == "bf16"
+    assert metrics.resolve_precision("auto", "cuda") == "fp32"
+    assert metrics.resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(metrics, "_cpu_has_native_bf16", lambda: False)
+    assert metrics.resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="unknown precision"):
+        metrics.resolve_precision("fp16", "cpu")
