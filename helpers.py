@@ -93,7 +93,7 @@ def estimate_epoch_seconds(config, n_images: int, steps: int = 3) -> float:
 
     from facegan.train import Trainer
     trainer = Trainer(replace(config, out=os.devnull), progress=False, write=False)
-    size, batch = config.image_size, config.batch_size
+    size, batch = config.image_size, trainer.config.batch_size
     real = torch.rand(batch, 3, size, size, device=trainer.device) * 2 - 1
     trainer.train_step(real)  # warm-up: the first step allocates
     start = time.perf_counter()

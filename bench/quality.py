@@ -104,8 +104,10 @@ def main() -> None:
     shutil.rmtree(training_folder, ignore_errors=True)
     print(f"data: {args.data} as 64x64 JPEG face crops ({len(train_index)} training, {args.eval_n} held out); budget {args.minutes:g} min "
           f"per method; FID/KID on {args.eval_n} images, Inception in {args.fid_precision}")
+    config = trainer.config  # with the batch size resolved for this device
     print(f"facegan: {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'} (batch {config.batch_size},"
-          f" precision {config.precision}, ema {config.ema}, latent {config.latent})")
+          f" lr {config.lr}/{config.d_lr or config.lr} (G/D), loss {config.loss}, D norm {config.d_norm}, "
+          f"precision {config.precision}, ema {config.ema}, latent {config.latent})")
     print(f"{'method':<18}{'images seen':>14}{'FID':>10}{'KID x1000':>18}")
     for name, seen, s in results:
         print(f"{name:<18}{seen:>14}{s.fid:>10.2f}{s.kid * 1000:>11.2f} ± {s.kid_std * 1000:.2f}")

@@ -72,6 +72,7 @@ def main() -> None:
         images = load_images(config.data, config.image_size, progress=False)
         prepare = time.perf_counter() - start
         trainer = Trainer(config, images=images, progress=False, write=False)
+        config = trainer.config  # with the batch size resolved for this device
         batches = TensorBatches(images, config.batch_size, device=trainer.device, channels_last=config.channels_last)
 
         def run_seed(deadline):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 ARCHS = ("seed4", "seed3")
 IMAGE_SIZES = (32, 64)
 LATENTS = ("uniform", "normal")
+D_NORMS = ("batch", "spectral")
+LOSSES = ("bce", "hinge")
 PRECISIONS = ("bf16", "fp32")
 
 
@@ -35,6 +37,9 @@ class TrainConfig:
     z_size: int = field(default=100, metadata=_opt("latent vector length"))
     d_conv_dim: int = field(default=32, metadata=_opt("discriminator width (channels of its first conv)"))
     g_conv_dim: int = field(default=32, metadata=_opt("generator width (channels of its last hidden deconv)"))
+    d_norm: str = field(default="batch", metadata=_opt(
+        "discriminator normalisation: the seed's BatchNorm, or spectral norm on every layer instead",
+        choices=D_NORMS))
     latent: str = field(default="uniform", metadata=_opt("latent distribution: uniform in [-1, 1] or N(0, 1)",
                                                          choices=LATENTS))
 
@@ -42,12 +47,18 @@ class TrainConfig:
     epochs: int = field(default=5, metadata=_opt("epochs to train (a resumed run continues up to this many)"))
     max_minutes: float | None = field(default=None, metadata=_opt(
         "stop cleanly after this many minutes, writing the checkpoint and samples"))
-    batch_size: int = field(default=256, metadata=_opt("images per step (per process with torchrun)"))
-    lr: float = field(default=2e-4, metadata=_opt("Adam learning rate for both networks"))
+    batch_size: int | None = field(default=None, metadata=_opt(
+        "images per step, per process with torchrun (default: 64 on the CPU, 256 on a GPU)"))
+    lr: float = field(default=2e-4, metadata=_opt("Adam learning rate of the generator (and of the "
+                                                  "discriminator unless --d-lr is given)"))
+    d_lr: float | None = field(default=None, metadata=_opt(
+        "Adam learning rate of the discriminator, for two time-scale updates (default: --lr)"))
     beta1: float = field(default=0.5, metadata=_opt("Adam beta1"))
     beta2: float = field(default=0.999, metadata=_opt("Adam beta2"))
+    loss: str = field(default="bce", metadata=_opt(
+        "GAN loss: binary cross-entropy (non-saturating for G) or hinge", choices=LOSSES))
     real_label: float = field(default=0.9, metadata=_opt(
-        "target for real images in the discriminator loss (1.0 = no label smoothing)"))
+        "target for real images in the BCE discriminator loss (1.0 = no label smoothing)"))
     seed: int = field(default=0, metadata=_opt("random seed: same seed, same run (on CPU, bit for bit)"))
 
     # speed switches (each can be turned off for the exact textbook method)
@@ -85,11 +96,14 @@ class TrainConfig:
                 raise ValueError(message)
         need(self.image_size in IMAGE_SIZES, f"image size {self.image_size} is not supported: use one of {IMAGE_SIZES}")
         need(self.arch in ARCHS, f"unknown arch {self.arch!r}: use one of {ARCHS}")
+        need(self.d_norm in D_NORMS, f"unknown discriminator norm {self.d_norm!r}: use one of {D_NORMS}")
+        need(self.loss in LOSSES, f"unknown loss {self.loss!r}: use one of {LOSSES}")
         need(self.latent in LATENTS, f"unknown latent {self.latent!r}: use one of {LATENTS}")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}: use one of {PRECISIONS}")
         need(self.epochs >= 1, f"epochs must be at least 1 (got {self.epochs})")
-        need(self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})")
+        need(self.batch_size is None or self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"learning rate must be positive (got {self.lr})")
+        need(self.d_lr is None or self.d_lr > 0, f"discriminator learning rate must be positive (got {self.d_lr})")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must lie in [0, 1)")
         need(0 < self.real_label <= 1, f"real label must lie in (0, 1] (got {self.real_label})")
         need(self.max_minutes is None or self.max_minutes > 0,

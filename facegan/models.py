@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ARCHS, IMAGE_SIZES
+from .config import ARCHS, D_NORMS, IMAGE_SIZES, LOSSES
 
 _BASE_STAGES = {"seed4": 4, "seed3": 3}  # stride-2 stages at 32x32
 
@@ -36,21 +36,29 @@ def _block(layer: nn.Module, channels: int | None) -> nn.Sequential:
 
 
 class Discriminator(nn.Module):
-    """Maps images in [-1, 1] of shape (B, 3, S, S) to one unbounded real/fake logit each, shape (B, 1)."""
+    """Maps images in [-1, 1] of shape (B, 3, S, S) to one unbounded real/fake logit each, shape (B, 1).
 
-    def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32):
+    ``norm="spectral"`` swaps the seed's BatchNorm for spectral normalisation of every layer (Miyato et al. 2018):
+    each layer's largest singular value is held at 1, which keeps the discriminator's gradients well-behaved so
+    both networks can learn faster; the convs then carry a bias, since no BatchNorm follows them."""
+
+    def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32, norm: str = "batch"):
         super().__init__()
-        self.conv_dim, self.arch, self.image_size = conv_dim, arch, image_size
+        if norm not in D_NORMS:
+            raise ValueError(f"unknown discriminator norm {norm!r}: use one of {D_NORMS}")
+        self.conv_dim, self.arch, self.image_size, self.norm = conv_dim, arch, image_size, norm
+        spectral = norm == "spectral"
+        wrap = nn.utils.parametrizations.spectral_norm if spectral else (lambda layer: layer)
         stages = _stages(arch, image_size)
         channels = 3
         for i in range(stages):
             out = conv_dim * 2 ** i
-            conv = nn.Conv2d(channels, out, 4, stride=2, padding=1, bias=False)
-            setattr(self, f"conv{i + 1}", _block(conv, out if i > 0 else None))
+            conv = wrap(nn.Conv2d(channels, out, 4, stride=2, padding=1, bias=spectral))
+            setattr(self, f"conv{i + 1}", _block(conv, out if i > 0 and not spectral else None))
             channels = out
         self.n_convs = stages
         self.bottleneck = (channels, image_size >> stages)
-        self.fc = nn.Linear(channels * self.bottleneck[1] ** 2, 1)
+        self.fc = wrap(nn.Linear(channels * self.bottleneck[1] ** 2, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(self.n_convs):
@@ -90,15 +98,17 @@ def weights_init_normal(m: nn.Module) -> None:
     """DCGAN initialisation, used as ``net.apply(weights_init_normal)``: conv and linear weights ~ N(0, 0.02),
     biases 0. BatchNorm keeps PyTorch's own (weight 1, bias 0)."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
+        # a spectrally normalised layer computes .weight from the stored original: initialise that one
+        spectral = nn.utils.parametrize.is_parametrized(m, "weight")
+        nn.init.normal_(m.parametrizations.weight.original if spectral else m.weight, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
 
 
 def build_network(d_conv_dim: int = 32, g_conv_dim: int = 32, z_size: int = 100, *, arch: str = "seed4",
-                  image_size: int = 32) -> tuple[Discriminator, Generator]:
+                  image_size: int = 32, d_norm: str = "batch") -> tuple[Discriminator, Generator]:
     """Both networks, initialised (the Udacity ``build_network``)."""
-    D = Discriminator(d_conv_dim, arch=arch, image_size=image_size)
+    D = Discriminator(d_conv_dim, arch=arch, image_size=image_size, norm=d_norm)
     G = Generator(z_size, g_conv_dim, arch=arch, image_size=image_size)
     D.apply(weights_init_normal)
     G.apply(weights_init_normal)
@@ -116,6 +126,26 @@ def fake_loss(D_out: torch.Tensor) -> torch.Tensor:
     """BCE of logits against 'fake': target 0."""
     logits = D_out.float().squeeze()
     return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce",
+                       real_label: float = 1.0) -> torch.Tensor:
+    """The discriminator's loss: BCE (``real_loss + fake_loss``, real target ``real_label``) or the hinge loss
+    mean(relu(1 - real)) + mean(relu(1 + fake)), which stops pushing on logits already beyond the margin."""
+    if kind == "bce":
+        return real_loss(real_logits, real_label) + fake_loss(fake_logits)
+    if kind == "hinge":
+        return F.relu(1 - real_logits.float()).mean() + F.relu(1 + fake_logits.float()).mean()
+    raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """The generator's loss: non-saturating BCE (G wants D to call its fakes real) or, with hinge, -mean(logit)."""
+    if kind == "bce":
+        return real_loss(fake_logits)
+    if kind == "hinge":
+        return -fake_logits.float().mean()
+    raise ValueError(f"unknown loss {kind!r}: use one of {LOSSES}")
 
 
 def sample_latent(n: int, z_size: int, kind: str = "uniform", *, generator: torch.Generator | None = None,

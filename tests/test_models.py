@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from facegan.models import (Discriminator, Generator, build_network, fake_loss, real_loss, sample_latent,
-                            weights_init_normal)
+from facegan.models import (Discriminator, Generator, build_network, discriminator_loss, fake_loss, generator_loss,
+                            real_loss, sample_latent, weights_init_normal)
 
 SEED4_PRINT = """\
 Discriminator(
@@ -134,6 +134,19 @@ def test_losses_targets_and_smoothing():
     assert real_loss(torch.tensor([[10.0]])) < 1e-3 and fake_loss(torch.tensor([[-10.0]])) < 1e-3
 
 
+def test_discriminator_and_generator_losses():
+    real, fake = torch.tensor([[0.3], [-1.2], [2.0]]), torch.tensor([[-0.5], [1.5], [-3.0]])
+    assert torch.isclose(discriminator_loss(real, fake, "bce", 0.9), real_loss(real, 0.9) + fake_loss(fake))
+    assert torch.isclose(generator_loss(fake, "bce"), real_loss(fake))
+    # hinge: only logits inside the margin count: (0.7 + 2.2 + 0) / 3 + (0.5 + 2.5 + 0) / 3
+    assert torch.isclose(discriminator_loss(real, fake, "hinge"), torch.tensor((0.7 + 2.2) / 3 + 3.0 / 3))
+    assert torch.isclose(generator_loss(fake, "hinge"), torch.tensor(2.0 / 3))
+    with pytest.raises(ValueError, match="unknown loss"):
+        discriminator_loss(real, fake, "wasserstein")
+    with pytest.raises(ValueError, match="unknown loss"):
+        generator_loss(fake, "wasserstein")
+
+
 def test_latents():
     g = torch.Generator().manual_seed(0)
     u = sample_latent(1000, 10, "uniform", generator=g)
@@ -142,3 +155,21 @@ def test_latents():
     assert abs(n.std().item() - 1) < 0.05
     with pytest.raises(ValueError):
         sample_latent(2, 2, "cauchy")
+
+
+def test_spectral_discriminator_holds_each_layer_at_unit_norm():
+    torch.manual_seed(0)
+    D, _ = build_network(16, 16, 10, d_norm="spectral")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    layers = [D.conv1[0], D.conv2[0], D.conv3[0], D.conv4[0], D.fc]
+    for layer in layers:  # initialised like the seed: the stored weights are N(0, 0.02), biases 0
+        original = layer.parametrizations.weight.original
+        assert abs(original.std().item() - 0.02) < 0.004 and (layer.bias == 0).all()
+    for _ in range(30):  # the power iteration advances once per training-mode forward
+        D(torch.rand(4, 3, 32, 32) * 2 - 1)
+    for layer in layers:
+        top = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
+        assert abs(top - 1) < 0.05, top
+    assert D(torch.rand(4, 3, 32, 32)).shape == (4, 1)
+    with pytest.raises(ValueError, match="unknown discriminator norm"):
+        Discriminator(8, norm="layer")

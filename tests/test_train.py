@@ -124,6 +124,18 @@ def test_user_networks_and_optimizers_are_trained(tmp_path):
     assert trainer.G is G and not torch.equal(before, G.fc.weight)
 
 
+def test_spectral_norm_hinge_loss_and_two_learning_rates_train_and_resume_exactly(tmp_path):
+    options = dict(d_norm="spectral", loss="hinge", lr=1e-4, d_lr=4e-4)
+    full = train(small(tmp_path, "full", epochs=3, **options), progress=False)
+    train(small(tmp_path, "split", epochs=2, **options), progress=False)
+    resumed = train(small(tmp_path, "split", epochs=3, **options), resume=True, progress=False)
+    assert resumed.losses == full.losses[-8:]
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert [g["lr"] for g in state["d_optimizer"]["param_groups"]] == [4e-4]
+    assert [g["lr"] for g in state["g_optimizer"]["param_groups"]] == [1e-4]
+    assert any(k.endswith("parametrizations.weight.original") for k in state["discriminator"])
+
+
 def test_pick_device():
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
@@ -137,6 +149,7 @@ def test_pick_device():
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs must be at least 1"), ("batch_size", -1, "batch size"), ("lr", 0, "learning rate"),
     ("image_size", 48, "image size 48"), ("arch", "vgg", "unknown arch"), ("max_minutes", -1, "max minutes"),
+    ("d_lr", 0, "discriminator learning rate"), ("loss", "wgan", "unknown loss"), ("d_norm", "layer", "unknown discriminator norm"),
 ])
 def test_config_validation(field, value, message):
     with pytest.raises(ValueError, match=message):
