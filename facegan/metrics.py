@@ -98,7 +98,7 @@ def inception(device: torch.device | str = "cpu", precision: str = "fp32"):
 
 def default_batch_size(device: torch.device | str) -> int:
     """Inception batch: small on the CPU, where 299x299 activations of a few images already fill the caches
-    (batches of 16 ran about 15% faster than 50 on the 2-core machine, bench/fid_speed.py), large on a GPU."""
+    (in bf16 on the 2-core machine, batches of 16 ran about 15% faster than 50), large on a GPU."""
     return 16 if torch.device(device).type == "cpu" else 200
 
 

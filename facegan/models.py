@@ -39,8 +39,9 @@ class Discriminator(nn.Module):
     """Maps images in [-1, 1] of shape (B, 3, S, S) to one unbounded real/fake logit each, shape (B, 1).
 
     ``norm="spectral"`` swaps the seed's BatchNorm for spectral normalisation of every layer (Miyato et al. 2018):
-    each layer's largest singular value is held at 1, which keeps the discriminator's gradients well-behaved so
-    both networks can learn faster; the convs then carry a bias, since no BatchNorm follows them."""
+    each layer's largest singular value is held at 1, which bounds how sharply the discriminator can change; the
+    convs then carry a bias, since no BatchNorm follows them. (In the 5-minute CPU budget of bench/quality.py it
+    learned far slower than BatchNorm, so it is an option, not the default.)"""
 
     def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32, norm: str = "batch"):
         super().__init__()

@@ -136,6 +136,16 @@ def test_spectral_norm_hinge_loss_and_two_learning_rates_train_and_resume_exactl
     assert any(k.endswith("parametrizations.weight.original") for k in state["discriminator"])
 
 
+def test_default_batch_is_chosen_for_the_device_and_recorded(tmp_path):
+    from facegan.train import default_batch_size
+    assert default_batch_size(torch.device("cpu")) == 64 and default_batch_size(torch.device("cuda")) == 256
+    config = small(tmp_path, batch_size=None, synthetic_count=128, epochs=1)
+    result = train(config, progress=False)
+    assert len(result.losses) == 128 // 64
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 64
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["batch_size"] == 64
+
+
 def test_pick_device():
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
