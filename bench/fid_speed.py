@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from facegan.data import load_images  # noqa: E402
-from facegan.metrics import (Statistics, default_batch_size, features, frechet_distance,  # noqa: E402
+from facegan.metrics import (Statistics, features, frechet_distance, inception_batch_size,  # noqa: E402
                              resolve_precision)
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         fb = features(b, precision=precision, batch_size=args.batch_size)
         rate = 2 * args.n / (time.perf_counter() - start)
         results[precision] = (frechet_distance(Statistics.of(fa), Statistics.of(fb)), rate)
-    batch = args.batch_size or default_batch_size("cpu")
+    batch = args.batch_size or inception_batch_size("cpu")
     print(f"data: {args.data}; two disjoint sets of {args.n} real images at 32x32; Inception batch {batch}; "
           f"{torch.get_num_threads()} threads; precision auto = {resolve_precision('auto', 'cpu')} here")
     for precision, (fid, rate) in results.items():

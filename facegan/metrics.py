@@ -12,6 +12,7 @@ eigenvalues are more than rounding.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -48,6 +49,7 @@ _EXTRACTORS: dict = {}
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+@functools.lru_cache(maxsize=None)  # the CPU does not change while we run: read /proc/cpuinfo once
 def _cpu_has_native_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
@@ -96,7 +98,7 @@ def inception(device: torch.device | str = "cpu", precision: str = "fp32"):
     return _EXTRACTORS[device, precision]
 
 
-def default_batch_size(device: torch.device | str) -> int:
+def inception_batch_size(device: torch.device | str) -> int:
     """Inception batch: small on the CPU, where 299x299 activations of a few images already fill the caches
     (in bf16 on the 2-core machine, batches of 16 ran about 15% faster than 50), large on a GPU."""
     return 16 if torch.device(device).type == "cpu" else 200
@@ -110,7 +112,7 @@ def features(images, *, device: torch.device | str = "cpu", batch_size: int | No
     from tqdm.auto import tqdm
     device = torch.device(device)
     precision = resolve_precision(precision, device)
-    model, batch_size = inception(device, precision), batch_size or default_batch_size(device)
+    model, batch_size = inception(device, precision), batch_size or inception_batch_size(device)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     batches = images.split(batch_size) if torch.is_tensor(images) else images
     total = len(images) if torch.is_tensor(images) else None
@@ -219,7 +221,7 @@ def generated_statistics(G, n: int, *, z_size: int, latent: str = "uniform", see
     G.eval()
     generator = torch.Generator().manual_seed(seed)
     param_device = next(G.parameters()).device
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or inception_batch_size(device)
 
     def batches():
         for start in range(0, n, batch_size):
