@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export a checkpoint's generator to safetensors (no code inside)")
     export.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt")
     export.add_argument("--out", required=True, help="where to write the .safetensors file")
+
+    exercise = commands.add_parser(
+        "exercise", help="write the learner's edition of the notebook (answers replaced by stubs)",
+        description="Write the notebook with every answer between '### BEGIN SOLUTION' and '### END SOLUTION' "
+                    "replaced by '# YOUR CODE HERE' + 'raise NotImplementedError()' (markdown: 'YOUR ANSWER HERE'), "
+                    "outputs cleared. The solved notebook also works with nbgrader as it is.")
+    exercise.add_argument("out", metavar="OUT.ipynb", help="where to write the exercise notebook")
+    exercise.add_argument("--notebook", default="dlnd_face_generation.ipynb",
+                          help="the solved notebook (default: dlnd_face_generation.ipynb in this folder)")
     return parser
 
 
@@ -159,6 +168,14 @@ def _export(args) -> int:
     return 0
 
 
+def _exercise(args) -> int:
+    from .exercise import write_exercise
+    stubs = write_exercise(args.notebook, args.out)
+    print(f"wrote {args.out}: {stubs} answers replaced by stubs; run it top to bottom and each grader says what "
+          "to write next")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
@@ -167,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
-        commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "export": _export}
+        commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "export": _export,
+                    "exercise": _exercise}
         return commands[args.command](args)
     except (DataError, CheckpointError, TrainingError, MetricsUnavailable, ValueError, OSError) as e:
         if isinstance(e, OSError) and e.strerror and e.filename:

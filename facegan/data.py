@@ -268,17 +268,20 @@ class TensorBatches:
 
     Each epoch's order comes from ``seed`` and the epoch number alone, so a resumed run replays the same order;
     ``start`` skips the batches an interrupted epoch had already used. The last, short batch is dropped (a batch
-    of one breaks BatchNorm), and batches are returned as float in [-1, 1].
+    of one breaks BatchNorm), and batches are returned as float in [-1, 1], or in [0, 1] with ``unit_range`` (as
+    a DataLoader gives them, for a training step that applies its own ``scale``).
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, *, seed: int = 0,
-                 device: torch.device | str = "cpu", channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
+                 device: torch.device | str = "cpu", channels_last: bool = False, shard: tuple[int, int] = (0, 1),
+                 unit_range: bool = False):
         if len(images) < batch_size:
             raise DataError(f"only {len(images)} images but the batch size is {batch_size}: "
                             "lower --batch-size or add images")
         self.images = images.to(device)
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
         self.channels_last = channels_last
+        self.to_float = to_unit if unit_range else to_signed
         self.rank, self.world = shard
 
     def __len__(self):
@@ -293,7 +296,7 @@ class TensorBatches:
         step = self.batch_size * self.world
         for b in range(start, len(self)):
             index = order[b * step + self.rank * self.batch_size:][:self.batch_size]
-            batch = to_signed(self.images.index_select(0, index))
+            batch = self.to_float(self.images.index_select(0, index))
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             yield batch

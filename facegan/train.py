@@ -131,10 +131,16 @@ class RunResult:
 
 class Trainer:
     """One training run. ``D``/``G`` and their optimisers default to the config's; pass your own to train them
-    (as the notebook does). ``images`` (uint8, N×3×S×S) skips loading ``config.data``."""
+    (as the notebook does). ``images`` (uint8, N×3×S×S) skips loading ``config.data``.
+
+    ``step``, when given, replaces the built-in training step: ``step(real_images, z) -> (d_loss, g_loss)`` gets
+    a batch of real images in [0, 1] (as a DataLoader gives them: the step scales them itself) and latents drawn
+    from the run's own noise generator, and trains D and G once. Everything around it stays the Trainer's: the
+    batches, the EMA, samples, checkpoints, resume, the time budget. The notebook hands its ``train_step`` here;
+    the built-in step (``default_step``) is the fast one the CLI uses."""
 
     def __init__(self, config: TrainConfig, *, D=None, G=None, d_optimizer=None, g_optimizer=None,
-                 images: torch.Tensor | None = None, progress: bool = True, write: bool = True):
+                 images: torch.Tensor | None = None, step=None, progress: bool = True, write: bool = True):
         config.validate()
         self.world = distributed.current()
         self.device = pick_device(config.device)
@@ -178,6 +184,7 @@ class Trainer:
         self.epoch, self.batch, self.step, self.images_seen, self.elapsed = 0, 0, 0, 0, 0.0
         self.out = Path(config.out)
         self._images = images
+        self._step = step
         self._stop_signal = None
         self.clock = time.perf_counter  # the time budget's clock (tests replace it)
 
@@ -314,9 +321,23 @@ class Trainer:
         return images.float().cpu()
 
     def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One discriminator step on real + fake, then one generator step. Returns detached losses."""
+        """One training step (the user's ``step`` or ``default_step``) on a batch of real images, then the EMA
+        update. Returns the detached losses. The batch is in [0, 1] for a user's step, [-1, 1] otherwise
+        (``TensorBatches`` gives each what it needs)."""
+        config = self.config
+        z = sample_latent(real.shape[0], config.z_size, config.latent, generator=self.noise, device=self.device)
+        if self._step is None:
+            d_loss, g_loss = self.default_step(real, z)
+        else:
+            d_loss, g_loss = (torch.as_tensor(loss).detach().float().reshape(()).to(self.device)
+                              for loss in self._step(real, z))
+        if self.ema is not None:
+            self.ema.update(self.G, self.step)
+        return d_loss, g_loss
+
+    def default_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The built-in DCGAN step: one discriminator step on real + fake, then one generator step."""
         config, n = self.config, real.shape[0]
-        z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
         with autocast(self.device, config.precision):
             if config.reuse_fake:
                 fake = self.G(z)
@@ -345,8 +366,6 @@ class Trainer:
         finally:
             plain_D.requires_grad_(True)
         self.g_optimizer.step()
-        if self.ema is not None:
-            self.ema.update(self.G, self.step)
         return d_loss.detach(), g_loss.detach()
 
     def run(self, on_epoch=None) -> RunResult:
@@ -364,7 +383,8 @@ class Trainer:
             if self.world.main:
                 distributed.barrier()
         batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
-                                channels_last=config.channels_last, shard=(self.world.rank, self.world.size))
+                                channels_last=config.channels_last, shard=(self.world.rank, self.world.size),
+                                unit_range=self._step is not None)
         result = RunResult(D=self.D, G=self.G, out=self.out if self.write else None,
                            G_ema=self.ema.model if self.ema else None)
         from tqdm.auto import tqdm

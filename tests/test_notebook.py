@@ -1,5 +1,6 @@
-"""The notebook runs headless top to bottom (nbconvert with environment variables, papermill with -p), is
-committed without outputs, and keeps the Udacity names."""
+"""The notebook holds the code it teaches and runs headless top to bottom (nbconvert with environment variables,
+papermill with -p); what it defines is what trains; its networks are the package's seed4 networks, so checkpoints
+go both ways; and its exercise edition stops at the first unwritten step and passes every grader once filled."""
 import json
 import os
 import subprocess
@@ -8,17 +9,32 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from facegan.checkpoint import load_checkpoint
+from facegan.exercise import fill, make_exercise, regions, solutions
+from facegan.train import read_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "dlnd_face_generation.ipynb"
 UDACITY_NAMES = ["get_dataloader", "scale", "Discriminator", "Generator", "weights_init_normal", "build_network",
                  "real_loss", "fake_loss", "train", "view_samples"]
-PARAMETERS = ["data_dir", "image_size", "batch_size", "n_epochs", "z_size", "d_conv_dim", "g_conv_dim", "lr",
-              "beta1", "beta2", "seed"]
+PARAMETERS = ["data_dir", "batch_size", "n_epochs", "z_size", "d_conv_dim", "g_conv_dim", "lr", "beta1", "beta2",
+              "seed"]
+# what the notebook must define itself, in its own cells (not import from facegan)
+DEFINED_HERE = ["def get_dataloader(", "def scale(", "class Discriminator(nn.Module)", "class Generator(nn.Module)",
+                "def weights_init_normal(", "def real_loss(", "def fake_loss(", "def build_optimizers(",
+                "def train_step(", "def train(", "def build_network("]
+SMALL = {"FACEGAN_DATA_DIR": "synthetic", "FACEGAN_N_EPOCHS": "1", "FACEGAN_BATCH_SIZE": "128"}
 
 
 def read():
     return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def code_of(nb):
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
 
 
 def test_committed_without_outputs():
@@ -34,12 +50,28 @@ def test_first_code_cell_holds_the_tagged_parameters():
         assert f'{name} = env("{name.upper()}", ' in first.source, name
 
 
-def test_every_step_is_graded():
-    sources = "\n".join(c.source for c in read().cells if c.cell_type == "code")
-    for grader in ("test_dataloader", "test_scale", "test_discriminator", "test_generator", "test_weights_init",
-                   "test_losses", "test_optimizers", "test_training_output"):
-        assert f"tests.{grader}(" in sources
-    assert ".next()" not in sources and "next(iter(" in sources
+def test_every_step_is_written_in_the_notebook_and_graded():
+    source = code_of(read())
+    for definition in DEFINED_HERE:
+        assert definition in source, definition
+    for name in ("Discriminator", "Generator", "get_dataloader", "weights_init_normal", "real_loss", "fake_loss",
+                 "build_network", "scale"):
+        assert f"from facegan import {name}" not in source and f"import {name}\n" not in source
+    for grader in ("test_get_dataloader", "test_dataloader", "test_scale", "test_discriminator", "test_generator",
+                   "test_weights_init", "test_losses", "test_build_optimizers", "test_optimizers",
+                   "test_train_step", "test_training_output"):
+        assert f"tests.{grader}(" in source, grader
+    assert ".next()" not in source and "next(iter(" in source
+
+
+def test_each_graded_definition_is_checked_before_it_is_used():
+    """So the exercise edition stops at the grader, not at a bare NotImplementedError further down."""
+    for cell in read().cells:
+        text = cell.source
+        for name, grader in (("get_dataloader", "test_get_dataloader"), ("scale", "test_scale"),
+                             ("build_optimizers", "test_build_optimizers")):
+            if f"def {name}(" in text:
+                assert text.index(f"tests.{grader}(") < text.index(f"{name}(", text.index(f"def {name}(") + 5)
 
 
 def graded_steps(nb):
@@ -56,35 +88,140 @@ def outputs_text(nb):
     return "".join(text)
 
 
-def test_nbconvert_with_environment_variables(tmp_path):
+def execute(nb, tmp_path, env):
+    """Run ``nb`` in a fresh kernel in the project folder, with ``env`` added to the kernel's environment."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update({**env, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"})
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return nb
+
+
+PACKAGE_MATCH = """
+# the notebook's networks are facegan's seed4 networks: same keys, shapes, printout and outputs
+from facegan.models import Discriminator as PackageD, Generator as PackageG
+from facegan.checkpoint import load_checkpoint
+for mine, theirs, x in ((Discriminator(d_conv_dim), PackageD(d_conv_dim), torch.rand(4, 3, 32, 32) * 2 - 1),
+                        (Generator(z_size, g_conv_dim), PackageG(z_size, g_conv_dim), torch.rand(4, z_size) * 2 - 1)):
+    assert [(k, v.shape) for k, v in mine.state_dict().items()] == \\
+        [(k, v.shape) for k, v in theirs.state_dict().items()]
+    theirs.load_state_dict(mine.state_dict())
+    assert torch.equal(mine.eval()(x), theirs.eval()(x))
+assert str(Discriminator(32)) == str(PackageD(32)) and str(Generator(100, 32)) == str(PackageG(100, 32))
+# a checkpoint written by the command line loads into the notebook's networks
+state = load_checkpoint({cli_checkpoint!r})
+D_cli, G_cli = Discriminator(8), Generator(16, 8)
+D_cli.load_state_dict(state["discriminator"])
+G_cli.load_state_dict(state["generator"])
+missing = [n for n in {names!r} if n not in globals()]
+assert not missing, missing
+import inspect
+assert list(inspect.signature(train).parameters)[:3] == ["D", "G", "n_epochs"]
+assert len(losses) == 64 and all(len(p) == 2 for p in losses)
+print("PACKAGE MATCH OK")
+"""
+
+
+def test_solved_notebook_runs_and_its_checkpoint_works_with_the_cli(tmp_path, run_dir):
     nb = read()
-    # one more cell, after the story: the Udacity names must be in the notebook's namespace
-    nb.cells.append(nbformat.v4.new_code_cell(
-        f"missing = [n for n in {UDACITY_NAMES!r} if n not in globals()]\n"
-        "assert not missing, missing\nimport inspect\n"
-        "assert list(inspect.signature(train).parameters)[:3] == ['D', 'G', 'n_epochs']\n"
-        "assert len(losses) == 64 and all(len(p) == 2 for p in losses)\nprint('UDACITY NAMES OK')"))
+    nb.cells.append(nbformat.v4.new_code_cell(PACKAGE_MATCH.format(cli_checkpoint=str(run_dir / "checkpoint.pt"),
+                                                                   names=UDACITY_NAMES)))
     copy = tmp_path / "nb.ipynb"
     nbformat.write(nb, copy)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FACEGAN_DATA_DIR": "synthetic", "FACEGAN_N_EPOCHS": "1",
-           "FACEGAN_FID_N": "24",
-           "FACEGAN_OUT_DIR": str(tmp_path / "run"), "FACEGAN_BATCH_SIZE": "128"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **SMALL, "FACEGAN_FID_N": "24", "FACEGAN_OUT_DIR": str(tmp_path / "run")}
     done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                            "--ExecutePreprocessor.timeout=600", str(copy), "--output", str(tmp_path / "out.ipynb")],
                           env=env, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    text = outputs_text(executed)
+    text = outputs_text(nbformat.read(tmp_path / "out.ipynb", as_version=4))
     assert text.count("Tests Passed") == graded_steps(nb)
-    assert "UDACITY NAMES OK" in text and "SYNTHETIC" in text and "FID: " in text and "KID: " in text
-    assert (tmp_path / "run" / "samples" / "epoch_001.png").exists()
-    assert (tmp_path / "run" / "samples.gif").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert "PACKAGE MATCH OK" in text and "SYNTHETIC" in text and "FID: " in text and "KID: " in text
+    run = tmp_path / "run"
+    assert (run / "samples" / "epoch_001.png").exists() and (run / "samples.gif").exists()
+
+    # the notebook's checkpoint samples, evaluates and resumes from the command line
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "facegan", *args], capture_output=True, text=True, cwd=ROOT,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    cli("sample", "--checkpoint", str(run / "checkpoint.pt"), "--n", "4", "--out", str(tmp_path / "faces.png"))
+    assert (tmp_path / "faces.png").exists()
+    assert "FID: " in cli("evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", "synthetic", "--n", "24")
+    cli("train", "--out", str(run), "--resume", "--epochs", "2", "--quiet")
+    assert [r["step"] for r in read_losses(run)] == list(range(1, 129))
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
 
 
-def test_papermill_with_parameters(tmp_path):
+EDITS = [
+    # the Generator gains a learnable brightness offset
+    ("self.deconv4 = deconv(conv_dim, 3, batch_norm=False)     # -> 32x32, RGB",
+     "self.deconv4 = deconv(conv_dim, 3, batch_norm=False)\n        self.brightness = nn.Parameter(torch.zeros(1))"),
+    ("return torch.tanh(self.deconv4(x))", "return torch.tanh(self.deconv4(x) + self.brightness)"),
+    # the training step takes two discriminator updates per batch
+    ("    d_optimizer.step()\n", "    d_optimizer.step()\n    d_optimizer.step()\n"),
+]
+
+
+def test_what_the_notebook_defines_is_what_trains(tmp_path):
+    nb = read()
+    for old, new in EDITS:
+        cell = next(c for c in nb.cells if c.cell_type == "code" and old in c.source)
+        cell.source = cell.source.replace(old, new)
+    execute(nb, tmp_path, {**SMALL, "FACEGAN_FID_N": "0", "FACEGAN_OUT_DIR": str(tmp_path / "run")})
+    assert outputs_text(nb).count("Tests Passed") == graded_steps(nb)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert float(state["generator"]["brightness"].abs()) > 0  # the edited Generator was the one trained
+    d_steps = state["d_optimizer"]["state"][0]["step"]
+    g_steps = state["g_optimizer"]["state"][0]["step"]
+    assert (int(d_steps), int(g_steps)) == (2 * 64, 64)  # the edited step was the one run
+
+
+def test_exercise_keeps_everything_but_the_answers():
+    solved = json.loads(NOTEBOOK.read_text())
+    exercise = make_exercise(solved)
+    answers = solutions(solved)
+    assert len(answers) >= 12
+    assert len(exercise["cells"]) == len(solved["cells"])
+    stubs = 0
+    for before, after in zip(solved["cells"], exercise["cells"]):
+        assert before["cell_type"] == after["cell_type"] and before["metadata"] == after["metadata"]
+        assert not {line.strip() for line in after["source"].split("\n")} & {"### BEGIN SOLUTION", "### END SOLUTION"}
+        stubs += after["source"].count("raise NotImplementedError()") + after["source"].count("YOUR ANSWER HERE")
+        if after["cell_type"] == "code":
+            assert after["outputs"] == [] and after["execution_count"] is None
+        if not regions("".join(before["source"])):
+            assert after["source"] == "".join(before["source"])
+    assert stubs == len(answers)
+    refilled = fill(exercise, answers)
+    assert [c["source"] for c in refilled["cells"]] == ["".join(c["source"]) for c in solved["cells"]]
+
+
+def test_blank_exercise_stops_at_the_first_step_with_the_graders_message(tmp_path):
+    nb = nbformat.from_dict(make_exercise(json.loads(NOTEBOOK.read_text())))
+    with pytest.raises(CellExecutionError):
+        execute(nb, tmp_path, {**SMALL, "FACEGAN_OUT_DIR": str(tmp_path / "run")})
+    errors = [(i, o) for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.output_type == "error"]
+    assert len(errors) == 1
+    index, error = errors[0]
+    assert "def get_dataloader(" in nb.cells[index].source
+    assert error.ename == "GraderFailure"  # an AssertionError subclass: the grader's verdict
+    assert "not implemented yet" in error.evalue and "write get_dataloader" in error.evalue
+    assert "NotImplementedError" in error.evalue
+    # the traceback ends at the grader's message, not in a chain of the learner's own exception
+    assert "During handling of the above exception" not in "\n".join(error.traceback)
+
+
+def test_filled_exercise_passes_every_grader_with_papermill(tmp_path):
     papermill = pytest.importorskip("papermill")
+    solved = json.loads(NOTEBOOK.read_text())
+    filled = tmp_path / "filled.ipynb"
+    filled.write_text(json.dumps(fill(make_exercise(solved), solutions(solved))))
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(ROOT), progress_bar=False, kernel_name="python3",
+    papermill.execute_notebook(str(filled), str(out), cwd=str(ROOT), progress_bar=False, kernel_name="python3",
                                parameters={"data_dir": "synthetic", "n_epochs": 2, "batch_size": 256, "fid_n": 0,
                                            "out_dir": str(tmp_path / "run"), "seed": 3})
     executed = nbformat.read(out, as_version=4)
@@ -92,3 +229,37 @@ def test_papermill_with_parameters(tmp_path):
     assert sorted(os.listdir(tmp_path / "run" / "samples")) == ["epoch_001.png", "epoch_002.png"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["batch_size"], config["epochs"], config["seed"]) == (256, 2, 3)
+
+
+def test_cli_writes_the_exercise(tmp_path):
+    from facegan.cli import main
+    out = tmp_path / "exercise.ipynb"
+    assert main(["exercise", str(out), "--notebook", str(NOTEBOOK)]) == 0
+    assert json.loads(out.read_text()) == make_exercise(json.loads(NOTEBOOK.read_text()))
+    assert main(["exercise", str(tmp_path / "x.ipynb"), "--notebook", str(tmp_path / "missing.ipynb")]) == 1
+    assert main(["exercise", str(NOTEBOOK), "--notebook", str(NOTEBOOK)]) == 1  # never overwrites the solutions
+
+
+@pytest.mark.parametrize("source, message", [
+    ("x = 1\n### BEGIN SOLUTION\ny = 2\n", "never closed"),
+    ("### END SOLUTION\n", "without a '### BEGIN SOLUTION'"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "a second"),
+    ("x = 1\n", "no '### BEGIN SOLUTION'"),
+])
+def test_broken_markers_are_refused_with_the_cell_named(source, message):
+    from facegan.exercise import ExerciseError
+    notebook = {"cells": [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [],
+                           "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    with pytest.raises(ExerciseError, match=message):
+        make_exercise(notebook)
+
+
+def test_stub_keeps_the_regions_indentation():
+    notebook = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                           "source": "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"}]}
+    source = make_exercise(notebook)["cells"][0]["source"]
+    assert source == "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    namespace = {}
+    exec(source, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["f"]()

@@ -1,0 +1,149 @@
+"""The learner's edition of the notebook.
+
+The solved notebook marks each answer the way nbgrader does, between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+lines, so instructors can also hand it to nbgrader as it is. ``make_exercise`` turns every marked region of a code
+cell into ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` at the region's indentation, every marked region of
+a markdown cell into ``YOUR ANSWER HERE``, and clears the outputs; everything else stays as it was. The notebook is
+read and written as plain JSON (nbformat 4), so this needs nothing beyond the standard library.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+ANSWER_STUB = "YOUR ANSWER HERE"
+_MARKER = re.compile(r"^(\s*)(### (?:BEGIN|END) SOLUTION)\s*$")
+
+
+class ExerciseError(ValueError):
+    """A notebook whose solution markers cannot be turned into an exercise; the message names the cell."""
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def regions(text: str, where: str = "a cell") -> list[tuple[int, int, str]]:
+    """The solution regions of one cell's text: (first line, last line, indentation) of each BEGIN..END pair,
+    line numbers 0-based and inclusive of both markers."""
+    found, start = [], None
+    for number, line in enumerate(text.split("\n")):
+        match = _MARKER.match(line)
+        if not match:
+            continue
+        indent, marker = match.groups()
+        if marker == BEGIN:
+            if start is not None:
+                raise ExerciseError(f"{where}, line {number + 1}: a second '{BEGIN}' before '{END}'")
+            start = (number, indent)
+        else:
+            if start is None:
+                raise ExerciseError(f"{where}, line {number + 1}: '{END}' without a '{BEGIN}'")
+            found.append((start[0], number, start[1]))
+            start = None
+    if start is not None:
+        raise ExerciseError(f"{where}, line {start[0] + 1}: '{BEGIN}' is never closed by '{END}'")
+    return found
+
+
+def _replace_regions(text: str, where: str, stub) -> str:
+    lines = text.split("\n")
+    for first, last, indent in reversed(regions(text, where)):
+        lines[first:last + 1] = stub(first, indent)
+    return "\n".join(lines)
+
+
+def solutions(notebook: dict) -> list[str]:
+    """The text inside every solution region, in notebook order (what an exercise's stubs stand for)."""
+    answers = []
+    for index, cell in enumerate(notebook["cells"]):
+        text = _source(cell)
+        lines = text.split("\n")
+        answers += ["\n".join(lines[first + 1:last]) for first, last, _ in regions(text, f"cell {index}")]
+    return answers
+
+
+def _cleared(cell: dict, source: str) -> dict:
+    cell = {**cell, "source": source}
+    if cell.get("cell_type") == "code":
+        cell["outputs"], cell["execution_count"] = [], None
+    return cell
+
+
+def make_exercise(notebook: dict) -> dict:
+    """The learner's edition of a solved notebook (a dict in nbformat 4). Raises ExerciseError for markers that
+    don't pair up, or a notebook without any."""
+    cells, count = [], 0
+    for index, cell in enumerate(notebook.get("cells", [])):
+        text, where = _source(cell), f"cell {index}"
+        count += len(regions(text, where))
+        if cell.get("cell_type") == "markdown":
+            text = _replace_regions(text, where, lambda _, indent: [indent + ANSWER_STUB])
+        elif cell.get("cell_type") == "code":
+            text = _replace_regions(text, where, lambda _, indent: [indent + line for line in CODE_STUB])
+        cells.append(_cleared(cell, text))
+    if not count:
+        raise ExerciseError(f"no '{BEGIN}' ... '{END}' regions found: is this the solved notebook?")
+    return {**notebook, "cells": cells}
+
+
+def fill(exercise: dict, answers: list[str]) -> dict:
+    """An exercise with its stubs replaced by ``answers`` in order (e.g. ``solutions`` of the solved notebook),
+    each answer's markers restored, so the result grades like the solved notebook."""
+    answers = list(answers)
+    stubs = {"code": "\n".join(CODE_STUB), "markdown": ANSWER_STUB}
+    cells = []
+    for cell in exercise["cells"]:
+        text, kind = _source(cell), cell.get("cell_type")
+        if kind in stubs:
+            lines, out, i = text.split("\n"), [], 0
+            width = len(stubs[kind].split("\n"))
+            while i < len(lines):
+                block = [line.strip() for line in lines[i:i + width]]
+                if block == stubs[kind].split("\n") and answers:
+                    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+                    out += [indent + BEGIN, *answers.pop(0).split("\n"), indent + END]
+                    i += width
+                else:
+                    out.append(lines[i])
+                    i += 1
+            text = "\n".join(out)
+        cells.append({**cell, "source": text})
+    if answers:
+        raise ExerciseError(f"{len(answers)} answers left over: the exercise has fewer stubs than answers")
+    return {**exercise, "cells": cells}
+
+
+def read_notebook(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ExerciseError(f"notebook '{path}' not found: run this in the project folder, or pass --notebook "
+                            "with the path of dlnd_face_generation.ipynb")
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExerciseError(f"'{path}' is not a readable notebook ({e}): pass the solved .ipynb file") from None
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise ExerciseError(f"'{path}' is not a Jupyter notebook (no cells): pass the solved .ipynb file")
+    return notebook
+
+
+def write_notebook(notebook: dict, path: str | os.PathLike) -> None:
+    from .checkpoint import atomic_write
+    text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+def write_exercise(solved: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Write the learner's edition of ``solved`` to ``out``; returns the number of stubs."""
+    if Path(out).resolve() == Path(solved).resolve():
+        raise ExerciseError(f"'{out}' is the solved notebook itself: write the exercise to another file")
+    notebook = read_notebook(solved)
+    exercise = make_exercise(notebook)
+    write_notebook(exercise, out)
+    return len(solutions(notebook))
