@@ -1,7 +1,10 @@
 """Shared by the benchmarks: the seed method (the Udacity notebook's loop as written) and data fixtures."""
 from __future__ import annotations
 
+import ast
+import json
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +71,19 @@ class SeedMethod:
         g_loss.backward()
         self.g_optimizer.step()
         return d_loss.item(), g_loss.item()
+
+
+def notebook_definitions(path: str | Path, **names) -> types.SimpleNamespace:
+    """The functions and classes the notebook defines (its imports too), executed without running anything else:
+    no grader, no data loading, no training. ``names`` are the notebook globals they read (config, device, lr,
+    beta1, beta2)."""
+    namespace = dict(names)
+    for cell in json.loads(Path(path).read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        keep = [node for node in ast.parse(source).body
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+                and not (isinstance(node, ast.ImportFrom) and node.module == "helpers")]
+        exec(compile(ast.Module(body=keep, type_ignores=[]), str(path), "exec"), namespace)
+    return types.SimpleNamespace(**namespace)

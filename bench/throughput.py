@@ -3,12 +3,16 @@
     python bench/throughput.py [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 40]
 
 Prints images/s of both, their ratio (``ratio: X.XX``), the FLOPs of one training step per image, this machine's
-fp32 and bf16 matmul rates, and the fraction of that limit each path reaches. The two paths alternate in rounds so
-that a noisy neighbour slows both alike.
+fp32 and bf16 matmul rates, and the fraction of that limit each path reaches. A third row trains the notebook's own
+code (its networks, optimizers and ``train_step``, read from dlnd_face_generation.ipynb) through the same Trainer at
+the same settings, and ``notebook/cli: X.XX`` compares it with facegan's built-in step. The paths alternate in
+rounds so that a noisy neighbour slows all alike.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import sys
@@ -18,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
+from common import SeedMethod, notebook_definitions, seed_loader, udacity_style_folder  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import TensorBatches, load_images  # noqa: E402
@@ -75,6 +79,8 @@ def main() -> None:
         config = trainer.config  # with the batch size resolved for this device
         batches = TensorBatches(images, config.batch_size, device=trainer.device, channels_last=config.channels_last)
 
+        notebook_trainer, notebook_batches = notebook_path(config, images, trainer.device)
+
         def run_seed(deadline):
             seen = 0
             while True:
@@ -84,26 +90,30 @@ def main() -> None:
                     if time.perf_counter() > deadline:
                         return seen
 
-        epoch = [0]
+        def runner(trainer, batches):
+            epoch = [0]
 
-        def run_facegan(deadline):
-            seen = 0
-            while True:
-                for real in batches.epoch(epoch[0]):
-                    trainer.train_step(real)
-                    seen += real.shape[0]
-                    if time.perf_counter() > deadline:
-                        return seen
-                epoch[0] += 1
+            def run(deadline):
+                seen = 0
+                while True:
+                    for real in batches.epoch(epoch[0]):
+                        trainer.train_step(real)
+                        seen += real.shape[0]
+                        if time.perf_counter() > deadline:
+                            return seen
+                    epoch[0] += 1
+            return run
+        run_facegan, run_notebook = runner(trainer, batches), runner(notebook_trainer, notebook_batches)
 
-        # warm-up both (allocators, oneDNN kernel choice), then alternate
-        timed(run_seed, 3)
-        timed(run_facegan, 3)
-        seed_rates, facegan_rates = [], []
+        # warm-up all (allocators, oneDNN kernel choice), then alternate
+        for run in (run_seed, run_facegan, run_notebook):
+            timed(run, 3)
+        seed_rates, facegan_rates, notebook_rates = [], [], []
         for _ in range(args.rounds):
             seed_rates.append(timed(run_seed, args.seconds))
             facegan_rates.append(timed(run_facegan, args.seconds))
-        seed_rate, facegan_rate = max(seed_rates), max(facegan_rates)
+            notebook_rates.append(timed(run_notebook, args.seconds))
+        seed_rate, facegan_rate, notebook_rate = max(seed_rates), max(facegan_rates), max(notebook_rates)
 
         real = next(iter(loader))[0]
         flops = step_flops_per_image(seed.step, real)
@@ -119,10 +129,31 @@ def main() -> None:
     print(f"machine: fp32 matmul {fp32 / 1e9:.0f} GFLOP/s, bf16 matmul {bf16 / 1e9:.0f} GFLOP/s")
     print(f"{'path':<18}{'images/s':>10}{'rounds':>22}{'of fp32 limit':>16}{'of bf16 limit':>16}")
     for name, rate, rates in (("seed method", seed_rate, seed_rates), ("facegan default", facegan_rate,
-                                                                        facegan_rates)):
+                                                                        facegan_rates),
+                              ("notebook's step", notebook_rate, notebook_rates)):
         rounds = ", ".join(f"{r:.0f}" for r in rates)
         print(f"{name:<18}{rate:>10.0f}{rounds:>22}{rate * flops / fp32:>16.0%}{rate * flops / bf16:>16.0%}")
     print(f"ratio: {facegan_rate / seed_rate:.2f}")
+    print(f"notebook/cli: {notebook_rate / facegan_rate:.2f}")
+
+
+def notebook_path(config: TrainConfig, images: torch.Tensor, device: torch.device):
+    """A Trainer running the notebook's own networks, optimizers and train_step at ``config``'s settings."""
+    from functools import partial
+    notebook = notebook_definitions(os.path.join(os.path.dirname(__file__), "..", "dlnd_face_generation.ipynb"),
+                                    config=config, device=device, lr=config.lr, beta1=config.beta1,
+                                    beta2=config.beta2)
+    torch.manual_seed(config.seed)
+    with contextlib.redirect_stdout(io.StringIO()):  # build_network prints the networks
+        D, G = notebook.build_network(config.d_conv_dim, config.g_conv_dim, config.z_size)
+    D = D.to(device, memory_format=torch.channels_last)
+    G = G.to(device, memory_format=torch.channels_last)
+    d_optimizer, g_optimizer = notebook.build_optimizers(D, G)
+    trainer = Trainer(config, D=D, G=G, d_optimizer=d_optimizer, g_optimizer=g_optimizer, images=images,
+                      step=partial(notebook.train_step, D, G, d_optimizer, g_optimizer), progress=False, write=False)
+    batches = TensorBatches(images, config.batch_size, device=device, channels_last=config.channels_last,
+                            unit_range=True)
+    return trainer, batches
 
 
 if __name__ == "__main__":
