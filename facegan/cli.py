@@ -1,7 +1,9 @@
 """``facegan`` / ``python -m facegan``: train, sample and export from the command line.
 
 Train flags are generated from ``TrainConfig``'s fields, so the CLI, the notebook and checkpoints share one
-definition. Usage errors exit 2 (argparse); anything else a user can cause exits 1 with one ``error: ...`` line.
+definition, and each flag's value is checked at parse time by ``TrainConfig.validate``'s own rule. Usage errors
+(bad flags and values) exit 2 with argparse's usage line; anything else a user can cause exits 1 with one
+``error: ...`` line.
 """
 from __future__ import annotations
 
@@ -22,6 +24,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _checked(name: str, base: type):
+    """An argparse type for field ``name``: converts with ``base``, then applies TrainConfig.validate's own rule
+    for that field, so a bad value is a usage error (exit 2, the usage line) with validate's one-line reason."""
+    def convert(text: str):
+        value = base(text)  # a ValueError here is argparse's "invalid int value: ..."
+        try:
+            TrainConfig(**{name: value}).validate()
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    convert.__name__ = base.__name__
+    return convert
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -33,9 +49,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             base = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
-            parser.add_argument(flag, type=base, default=None, help=help_text, **extra)
+            parser.add_argument(flag, type=_checked(f.name, base), default=None, help=help_text, **extra)
     # the familiar short name for the run length
-    parser.add_argument("--n-epochs", dest="epochs", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--n-epochs", dest="epochs", type=_checked("epochs", int), default=None,
+                        help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:

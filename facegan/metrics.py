@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,12 +172,25 @@ def frechet_distance(a: Statistics, b: Statistics) -> float:
     return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * trace_sqrt)
 
 
+def kid_subset_size(n_a: int, n_b: int, subset_size: int = 1000) -> int:
+    """The subset size for KID's spread: at most ``subset_size`` and at most half of the smaller set, so that the
+    random subsets differ from one another (subsets as large as the set are all the same set, and their spread is
+    0 by construction, not by measurement). Below 4 images there is room for one subset only: the whole set."""
+    half = min(n_a, n_b) // 2
+    return min(subset_size, half) if half >= 2 else min(n_a, n_b)
+
+
 def kernel_inception_distance(a: np.ndarray, b: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
-    """Unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3, averaged over random subsets:
-    returns (mean, standard deviation)."""
+    """Unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3, averaged over random subsets of
+    ``kid_subset_size`` images: returns (mean, standard deviation over the subsets). The deviation is NaN when the
+    sets are too small for more than one distinct subset."""
     rng = np.random.default_rng(seed)
-    m = min(subset_size, len(a), len(b))
+    m = kid_subset_size(len(a), len(b), subset_size)
+    if m < 2:
+        raise ValueError("KID needs at least 2 images on each side")
+    if m == min(len(a), len(b)):
+        subsets = 1
     d = a.shape[1]
     values = []
     for _ in range(subsets):
@@ -185,7 +199,7 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, *, subsets: int = 10
         kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
         mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
         values.append(mmd)
-    return float(np.mean(values)), float(np.std(values))
+    return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else float("nan")
 
 
 def reference_statistics(images: torch.Tensor, key: str, *, device="cpu", precision: str = "fp32",
@@ -243,8 +257,12 @@ class Scores:
     precision: str = "fp32"
 
     def __str__(self) -> str:
-        return (f"FID: {self.fid:.2f}\nKID: {self.kid * 1000:.2f} ± {self.kid_std * 1000:.2f} (x1000, n={self.n}, "
-                f"Inception in {self.precision})")
+        m = kid_subset_size(self.n, self.n)
+        if math.isnan(self.kid_std):
+            kid = f"{self.kid * 1000:.2f} (x1000; no spread: {self.n} images are too few for several subsets"
+        else:
+            kid = f"{self.kid * 1000:.2f} ± {self.kid_std * 1000:.2f} (x1000; mean ± std over subsets of {m}"
+        return f"FID: {self.fid:.2f}\nKID: {kid}; n={self.n}, Inception in {self.precision})"
 
 
 def evaluate(G, real_images: torch.Tensor, *, key: str, z_size: int, latent: str = "uniform", n: int | None = None,

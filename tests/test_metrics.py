@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from facegan import metrics
-from facegan.metrics import (MetricsUnavailable, Statistics, features, frechet_distance, kernel_inception_distance,
-                             reference_statistics)
+from facegan.metrics import (MetricsUnavailable, Scores, Statistics, features, frechet_distance,
+                             kernel_inception_distance, kid_subset_size, reference_statistics)
 
 
 def stats(mu, sigma):
@@ -42,6 +42,27 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
     same, _ = kernel_inception_distance(x, y, subsets=20, subset_size=200)
     shifted, spread = kernel_inception_distance(x, y + 0.5, subsets=20, subset_size=200)
     assert abs(same) < 0.01 and shifted > 0.1 and spread >= 0
+
+
+@pytest.mark.parametrize("n", [4, 10, 24, 1000])
+def test_kid_spread_is_a_measurement_at_every_n(n):
+    """Subsets as large as the set are all the same set, so their spread would be 0 whatever the data: the
+    subsets are at most half of it, and the spread is real (issue: 'KID: 97.90 ± 0.00' at n=1000)."""
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=(n, 8)), rng.normal(size=(n, 8)) + 0.3
+    kid, spread = kernel_inception_distance(x, y)
+    assert kid_subset_size(n, n) == min(1000, n // 2)
+    assert spread > 0 and np.isfinite(kid)
+    text = str(Scores(fid=1.0, kid=kid, kid_std=spread, n=n))
+    assert f"subsets of {min(1000, n // 2)}" in text and "± 0.00 " not in text
+
+
+def test_kid_of_too_few_images_says_there_is_no_spread():
+    rng = np.random.default_rng(0)
+    kid, spread = kernel_inception_distance(rng.normal(size=(3, 8)), rng.normal(size=(3, 8)))
+    assert np.isfinite(kid) and np.isnan(spread)
+    text = str(Scores(fid=1.0, kid=kid, kid_std=spread, n=3))
+    assert "no spread" in text and "±" not in text
 
 
 @pytest.fixture(scope="module")
