@@ -49,3 +49,19 @@ def udacity_dir(tmp_path):
     write_images(inner, 40)
     (inner / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1 not an image")
     return top
+
+
+def wait_for_file(path, proc, seconds=600):
+    """Wait until ``path`` exists (a run's first checkpoint, say), however loaded the machine is. Fails plainly
+    if the process ends first or the file never comes; never lets a test go on without it."""
+    import time
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the process ended (exit {proc.returncode}) before {path} appeared:\n{err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            pytest.fail(f"{path} did not appear within {seconds} s")
+        time.sleep(0.2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, wait_for_file
 from facegan.checkpoint import CheckpointError, export_generator, load_checkpoint, load_generator
 from facegan.cli import main
 from facegan.config import TrainConfig
@@ -63,13 +63,10 @@ def test_config_round_trips_through_the_checkpoint(run_dir):
 
 def test_sigint_stops_cleanly_with_a_checkpoint(tmp_path):
     import signal
-    import time
     proc = subprocess.Popen([sys.executable, "-m", "facegan", "train", *TINY, "--synthetic-count", "2048",
                              "--epochs", "1000", "--out", str(tmp_path / "r")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (tmp_path / "r" / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_file(tmp_path / "r" / "checkpoint.pt", proc)  # the first epoch's, however busy the machine
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -77,3 +74,15 @@ def test_sigint_stops_cleanly_with_a_checkpoint(tmp_path):
     state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
     assert state["step"] >= 64
     train(TrainConfig.from_dict({**state["config"], "epochs": state["epoch"] + 1}), resume=True, progress=False)
+
+
+def test_waiting_for_a_checkpoint_that_never_comes_fails_plainly(tmp_path):
+    quitter = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    with pytest.raises(pytest.fail.Exception, match="ended \\(exit 3\\) before"):
+        wait_for_file(tmp_path / "never.pt", quitter)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    with pytest.raises(pytest.fail.Exception, match="did not appear within 1 s"):
+        wait_for_file(tmp_path / "never.pt", sleeper, seconds=1)
+    assert sleeper.poll() is not None  # killed, not left running

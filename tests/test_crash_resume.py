@@ -9,6 +9,7 @@ import time
 import pytest
 from PIL import Image
 
+from conftest import wait_for_file
 from facegan.checkpoint import load_checkpoint
 from facegan.train import read_losses
 
@@ -102,9 +103,7 @@ def test_sigterm_stops_cleanly_after_saving(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "facegan", *ARGS, "--synthetic-count", "2048", "--epochs", "500",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_file(out / "checkpoint.pt", proc)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped by SIGTERM" in stdout

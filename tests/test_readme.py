@@ -1,0 +1,73 @@
+"""Every command the README tells people to run is installed by the README's own install step
+(`pip install -r requirements.txt`): each program it names is on PATH and starts, each `python -m` module imports."""
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+PROGRAMS = {"python", "python3", "pip", "jupyter", "papermill", "torchrun", "facegan"}
+
+
+def readme_commands() -> list[list[str]]:
+    """The command lines in the README's bash blocks and inline code, split at && and |, each as its words with
+    leading VAR=value assignments dropped; only those that start with a program a user runs."""
+    blocks = [body for language, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+              if language in ("bash", "sh", "")]
+    prose = re.sub(r"```.*?```", "", README, flags=re.S)
+    lines = [line for block in blocks for line in block.splitlines()] + re.findall(r"`([^`\n]+)`", prose)
+    commands = []
+    for line in lines:
+        for part in re.split(r"&&|\|", line.split(" #")[0]):
+            words = [w for w in part.split() if w != "\\"]
+            while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+                words = words[1:]
+            if words and words[0] in PROGRAMS:
+                commands.append(words)
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_names_its_ways_in():
+    named = {" ".join(words[:2]) for words in COMMANDS}
+    for expected in ("jupyter lab", "jupyter notebook", "jupyter nbconvert", "python -m", "pip install"):
+        assert any(n.startswith(expected) for n in named), expected
+
+
+@pytest.mark.parametrize("subcommand", sorted({w[1] for w in COMMANDS if w[0] == "jupyter" and len(w) > 1}))
+def test_each_jupyter_command_the_readme_names_is_installed_and_starts(subcommand):
+    assert shutil.which(f"jupyter-{subcommand}"), f"`jupyter {subcommand}` is in the README but not installed " \
+                                                  "by requirements.txt"
+    done = subprocess.run(["jupyter", subcommand, "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("program", sorted({w[0] for w in COMMANDS} - {"facegan", "python", "python3"}))
+def test_each_program_the_readme_names_is_on_path(program):
+    assert shutil.which(program), f"`{program}` is in the README but not installed by requirements.txt"
+
+
+@pytest.mark.parametrize("module", sorted({w[2] for w in COMMANDS if w[0].startswith("python") and len(w) > 2
+                                           and w[1] == "-m"}))
+def test_each_python_module_the_readme_runs_imports(module):
+    assert importlib.util.find_spec(module) is not None, f"`python -m {module}` is in the README"
+
+
+def test_the_facegan_command_comes_with_the_package():
+    """`facegan` is only there after `pip install -e .`, as the README says: the package must declare it."""
+    if any(w[0] == "facegan" for w in COMMANDS):
+        assert "pip install -e ." in README
+    assert re.search(r'^\[project\.scripts\]\nfacegan = "facegan\.cli:main"$', (ROOT / "pyproject.toml").read_text(),
+                     re.M)
+
+
+@pytest.mark.parametrize("script", sorted({w[1] for w in COMMANDS if w[0].startswith("python") and len(w) > 1
+                                           and w[1].endswith(".py")}))
+def test_each_script_the_readme_runs_exists(script):
+    assert (ROOT / script).is_file(), script
