@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -87,3 +89,36 @@ def notebook_definitions(path: str | Path, **names) -> types.SimpleNamespace:
                 and not (isinstance(node, ast.ImportFrom) and node.module == "helpers")]
         exec(compile(ast.Module(body=keep, type_ignores=[]), str(path), "exec"), namespace)
     return types.SimpleNamespace(**namespace)
+
+
+class CpuWatch:
+    """How much CPU the rest of the machine used while a measurement ran: the machine's busy time from /proc/stat
+    minus this process's own. A benchmark prints it beside its numbers and flags a run that had company.
+    (Elsewhere than Linux it reports nothing.)"""
+
+    def __enter__(self):
+        self._start = self._busy(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        busy, mine, wall = self._busy(), time.process_time(), time.perf_counter()
+        self.wall = wall - self._start[2]
+        self.others = None if busy is None else max(0.0, (busy - self._start[0]) - (mine - self._start[1])) / self.wall
+        return False
+
+    @staticmethod
+    def _busy() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except OSError:
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def note(self, limit: float = 0.1) -> str:
+        """'others 0.02 cores' or, over ``limit`` cores, a warning that the number is contaminated."""
+        if self.others is None:
+            return "others: unknown"
+        flag = "  << CONTAMINATED: another process was busy" if self.others > limit else ""
+        return f"others {self.others:.2f} cores{flag}"

@@ -132,6 +132,8 @@ def _train(args) -> int:
         print(f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, "
               f"d_loss {d:.3f}, g_loss {g:.3f}, {result.images_per_second:.0f} images/s{processes}; "
               f"run in {config.out}/")
+        if trainer.device.type == "cpu":
+            print(result.threads)
     return 0
 
 

@@ -7,6 +7,7 @@ networks that were trained.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 ARCHS = ("seed4", "seed3")
@@ -74,7 +75,9 @@ class TrainConfig:
     deterministic: bool = field(default=False, metadata=_opt(
         "deterministic algorithms only (CPU runs are already bit-for-bit repeatable; on CUDA this trades speed "
         "for repeatability)"))
-    threads: int = field(default=0, metadata=_opt("CPU threads for torch (0 = all cores)"))
+    threads: str = field(default="auto", metadata=_opt(
+        "CPU threads for torch: a number, or auto: measure which count trains fastest on the cores that are free "
+        "now and measure again as the load changes (a fixed number is bit-for-bit repeatable; auto is not)"))
 
     # better samples per unit of compute
     ema: float = field(default=0.999, metadata=_opt(
@@ -113,8 +116,17 @@ class TrainConfig:
         need(0 <= self.ema < 1, f"ema decay must lie in [0, 1) (got {self.ema})")
         need(self.eval_every >= 0, f"eval every must be 0 (never) or more (got {self.eval_every})")
         need(self.eval_n >= 2, f"eval n must be at least 2 (got {self.eval_n})")
-        need(self.threads >= 0, f"threads must be 0 (all cores) or more (got {self.threads})")
+        need(self.thread_count() is not None or str(self.threads) == "auto",
+             f"threads must be auto or a whole number of at least 1 (got {self.threads!r})")
         return self
+
+    def thread_count(self) -> int | None:
+        """The fixed CPU thread count asked for, or None for auto. (0, from checkpoints of older versions, meant
+        all cores.)"""
+        text = str(self.threads).strip()
+        if not text.isdigit():
+            return None
+        return int(text) or os.cpu_count() or 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

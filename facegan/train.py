@@ -31,6 +31,7 @@ from .config import TrainConfig
 from .data import TensorBatches, load_images
 from .images import save_grid
 from .models import build_network, discriminator_loss, generator_loss, sample_latent
+from .threads import ThreadTuner, available_cores, candidate_counts
 
 LOSS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "images_seen", "elapsed_s")
 
@@ -127,6 +128,7 @@ class RunResult:
     stopped: str = "finished"
     images_per_second: float = 0.0
     G_ema: nn.Module | None = None
+    threads: str = ""
 
 
 class Trainer:
@@ -151,8 +153,8 @@ class Trainer:
             self.device = torch.device("cuda", self.world.local_rank)
         # one process writes and shows progress; the others only train
         self.progress, self.write = progress and self.world.main, write and self.world.main
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        if config.thread_count():
+            torch.set_num_threads(config.thread_count())
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
             torch.use_deterministic_algorithms(True)
@@ -395,11 +397,15 @@ class Trainer:
         budget = None if config.max_minutes is None else config.max_minutes * 60
         start, seen_at_start, elapsed_at_start = self.clock(), self.images_seen, self.elapsed
         previous = self._install_signal_handlers()
+        threads_before, tuner = torch.get_num_threads(), self._thread_tuner()
         try:
             while self.epoch < config.epochs and result.stopped == "finished":
                 pending, rows = [], []
                 for real in batches.epoch(self.epoch, start=self.batch):
+                    step_start = time.perf_counter()
                     d_loss, g_loss = self.train_step(real)
+                    if tuner is not None:
+                        tuner.after_step(real.shape[0], time.perf_counter() - step_start)
                     self.batch += 1
                     self.step += 1
                     self.images_seen += real.shape[0] * self.world.size
@@ -439,6 +445,8 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signal_handlers(previous)
+            result.threads = tuner.describe() if tuner else f"threads: {torch.get_num_threads()}"
+            torch.set_num_threads(threads_before)
         if not distributed.replicas_identical(ckpt.unwrap(self.G)):
             raise TrainingError("the processes' generators differ after training: a DDP synchronisation problem; "
                                 "please report it with your torchrun command")
@@ -448,6 +456,15 @@ class Trainer:
         seconds = self.clock() - start
         result.images_per_second = (self.images_seen - seen_at_start) / seconds if seconds > 0 else 0.0
         return result
+
+    def _thread_tuner(self) -> ThreadTuner | None:
+        """``--threads auto`` on the CPU: a tuner that follows the free cores. Not with --deterministic (bit-for-bit
+        runs keep one count), not under torchrun (it sets each process's share), not on one core."""
+        counts = candidate_counts(available_cores())
+        if (self.config.thread_count() or self.device.type != "cpu" or self.config.deterministic
+                or self.world.distributed or len(counts) < 2):
+            return None
+        return ThreadTuner(counts)
 
     def _flush(self, pending, start, elapsed_at_start, result, bar, seen_at_start) -> list[dict]:
         """Move the pending losses to the CPU in one transfer, check them, and turn them into CSV rows."""

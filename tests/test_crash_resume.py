@@ -14,7 +14,8 @@ from facegan.checkpoint import load_checkpoint
 from facegan.train import read_losses
 
 ARGS = ["train", "--data", "synthetic", "--synthetic-count", "256", "--batch-size", "32", "--d-conv-dim", "8",
-        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet", "--epochs", "4"]
+        "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet", "--epochs", "4",
+        "--threads", "2"]  # a fixed count: bit-for-bit repeatable (auto may switch counts mid-run)
 
 
 def facegan(*args, driver="", timeout=120):
