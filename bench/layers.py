@@ -1,0 +1,117 @@
+"""Where a training step's time goes, layer by layer: every convolution and transposed convolution of the seed-000
+networks at 32x32, forward, backward to the input and backward to the weights, timed alone in each layout (NCHW,
+channels-last) and dtype (fp32, bf16), with the rate each reaches against this machine's matmul rate.
+
+    python bench/layers.py [--batch-size 64] [--threads N]
+
+Each op runs through ``aten::convolution`` / ``aten::convolution_backward`` (with an output mask, so the input and
+weight gradients are timed apart), the calls a training step makes. A step runs each D conv three times forward
+(real, fake, and fake again for G's loss) and G's once; this table times one call of each.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from facegan.models import Discriminator, Generator  # noqa: E402
+
+
+# (forward, input-gradient, weight-gradient) calls per training step. D runs on the real and the fake batch in its
+# step (weight gradients for both, input gradients inside D only, the images need none) and on the fakes again in
+# G's step (input gradients all the way down to G, no weight gradients); G runs once.
+CALLS_PER_STEP = {"D.conv1": (3, 1, 2), "D": (3, 3, 2), "G": (1, 1, 1)}
+
+
+def timed(fn, seconds: float = 0.3) -> float:
+    for _ in range(3):
+        fn()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        count += 1
+    return (time.perf_counter() - start) / count
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n ** 3 / timed(lambda: a @ b, 1.0)
+
+
+def conv_layers(batch: int):
+    """(name, input shape, conv module, transposed) for every conv of D and G, with the shape it sees."""
+    D, G = Discriminator(32), Generator(100, 32)
+    layers, x = [], torch.zeros(batch, 3, 32, 32)
+    for i in range(D.n_convs):
+        conv = getattr(D, f"conv{i + 1}")[0]
+        layers.append((f"D.conv{i + 1}", tuple(x.shape), conv, False))
+        x = conv(x)
+    channels, side = G.bottleneck
+    x = torch.zeros(batch, channels, side, side)
+    for i in range(G.n_deconvs):
+        conv = getattr(G, f"deconv{i + 1}")[0]
+        layers.append((f"G.deconv{i + 1}", tuple(x.shape), conv, True))
+        x = conv(x)
+    return layers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rates = {torch.float32: matmul_rate(torch.float32), torch.bfloat16: matmul_rate(torch.bfloat16)}
+    print(f"{torch.get_num_threads()} threads, batch {args.batch_size}; matmul 2048^2: "
+          f"fp32 {rates[torch.float32] / 1e9:.0f} GFLOP/s, bf16 {rates[torch.bfloat16] / 1e9:.0f} GFLOP/s")
+    print(f"{'layer':<11}{'input':>18}{'layout':>8}{'dtype':>6}{'MFLOP':>8}"
+          f"{'fwd ms':>9}{'bwd-in ms':>11}{'bwd-w ms':>10}{'fwd':>6}{'bwd-in':>8}{'bwd-w':>7}  (% of matmul rate)")
+    totals = {}
+    for name, shape, conv, transposed in conv_layers(args.batch_size):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            for dtype in (torch.float32, torch.bfloat16):
+                x = torch.randn(shape).to(dtype).contiguous(memory_format=layout)
+                w = conv.weight.detach().to(dtype).contiguous(memory_format=layout)
+
+                def forward():
+                    return torch.ops.aten.convolution(x, w, None, conv.stride, conv.padding, conv.dilation,
+                                                      transposed, conv.output_padding, 1)
+                y = forward()
+                grad = torch.randn_like(y).contiguous(memory_format=layout)
+
+                def backward(mask):
+                    return lambda: torch.ops.aten.convolution_backward(
+                        grad, x, w, None, conv.stride, conv.padding, conv.dilation, transposed, conv.output_padding,
+                        1, mask)
+                # one multiply-add per weight per output position of the non-transposed direction
+                positions = (x if transposed else y).shape[2] * (x if transposed else y).shape[3]
+                flops = 2 * w.numel() * positions * args.batch_size
+                times = [timed(forward), timed(backward([True, False, False])),
+                         timed(backward([False, True, False]))]
+                share = [flops / t / rates[dtype] for t in times]
+                label = "NHWC" if layout == torch.channels_last else "NCHW"
+                dtype_name = "bf16" if dtype == torch.bfloat16 else "fp32"
+                print(f"{name:<11}{str(shape):>18}{label:>8}{dtype_name:>6}{flops / 1e6:>8.1f}"
+                      f"{times[0] * 1e3:>9.3f}{times[1] * 1e3:>11.3f}{times[2] * 1e3:>10.3f}"
+                      + "".join(f"{s:>7.0%}" for s in share), flush=True)
+                calls = CALLS_PER_STEP["D.conv1" if name == "D.conv1" else name[0]]
+                total = totals.setdefault((label, dtype_name), [0.0, 0.0, 0.0, 0.0])
+                total[0] += flops * sum(calls)
+                for i in range(3):
+                    total[1 + i] += times[i] * calls[i]
+    print("\nper training step, with the calls a facegan step makes (CALLS_PER_STEP):")
+    for (layout, dtype), (flops, fwd, bwd_in, bwd_w) in totals.items():
+        seconds = fwd + bwd_in + bwd_w
+        print(f"  {layout} {dtype}: convs {seconds * 1e3:.1f} ms per step of {args.batch_size} "
+              f"({flops / seconds / 1e9:.0f} GFLOP/s, {flops / seconds / rates[torch.bfloat16]:.0%} of bf16 matmul) "
+              f"= {args.batch_size / seconds:,.0f} images/s if the convs were all; fwd {fwd * 1e3:.1f}, bwd-in "
+              f"{bwd_in * 1e3:.1f}, bwd-w {bwd_w * 1e3:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
