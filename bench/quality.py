@@ -2,9 +2,15 @@
 same real images, then scored by FID/KID against held-out images neither saw.
 
     python bench/quality.py --minutes 15 --data ../shared/data/celeba_aligned_10k.zip [--set batch_size=256 ...]
+    python bench/quality.py --curve --data ../shared/data/celeba_aligned_10k.zip
 
 Prints a table of steps, images seen, FID and KID per method, and ``ratio: X.XX`` (facegan FID / seed FID; lower is
-better), and writes a sample grid per method to --grids (default: assets/).
+better), and writes a sample grid per method to --grids (default: assets/). With ``--curve`` both methods are scored
+at 1, 2, 5, 10 and 15 minutes of training (up to --minutes; the time spent scoring is not counted) and the curve is
+plotted to quality_curve.png beside the grids.
+
+Every training stretch records how much CPU the rest of the machine used meanwhile; a stretch where another process
+took more than 0.1 cores is flagged CONTAMINATED in the output, and the run's numbers should not be used.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
+from common import CpuWatch, SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import find_images, load_images  # noqa: E402
@@ -35,23 +41,75 @@ def split(images: torch.Tensor, held_out: int, seed: int = 0):
     return order[held_out:].sort().values, order[:held_out].sort().values
 
 
-def train_seed(folder: str, seconds: float) -> tuple[torch.nn.Module, int]:
-    seed = SeedMethod()
-    loader = seed_loader(folder)
-    steps, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for real, _ in loader:
-            seed.step(real)
-            steps += 1
-            if time.perf_counter() >= deadline:
-                break
-    return seed.G, steps * 32
+class SeedRun:
+    """The seed method, trained in stretches: ``train_until(seconds)`` continues up to that much training time."""
+
+    def __init__(self, folder: str):
+        self.method, self.loader = SeedMethod(), seed_loader(folder)
+        self.seen, self.trained = 0, 0.0
+        self._batches = self._forever()
+
+    def _forever(self):
+        while True:
+            yield from self.loader
+
+    def train_until(self, seconds: float) -> None:
+        start = time.perf_counter()
+        while self.trained + time.perf_counter() - start < seconds:
+            real, _ = next(self._batches)
+            self.method.step(real)
+            self.seen += real.shape[0]
+        self.trained += time.perf_counter() - start
+
+    @property
+    def G(self) -> torch.nn.Module:
+        return self.method.G
 
 
-def train_facegan(images: torch.Tensor, config: TrainConfig) -> tuple[torch.nn.Module, int, Trainer]:
-    trainer = Trainer(config, images=images, progress=False, write=False)
-    trainer.run()
-    return trainer.sample_model(), trainer.images_seen, trainer
+class FaceganRun:
+    """facegan's Trainer, trained in stretches up to a total training time (its clock stops between them)."""
+
+    def __init__(self, images: torch.Tensor, config: TrainConfig):
+        self.trainer = Trainer(config, images=images, progress=False, write=False)
+
+    def train_until(self, seconds: float) -> None:
+        self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60)
+        self.trainer.run()
+
+    @property
+    def seen(self) -> int:
+        return self.trainer.images_seen
+
+    @property
+    def G(self) -> torch.nn.Module:
+        return self.trainer.sample_model()
+
+
+def train_and_score(run, minutes: list[float], score) -> list[tuple[float, int, object, str]]:
+    """(minutes, images seen, scores, CPU note) at each point of ``minutes``."""
+    points = []
+    for m in minutes:
+        with CpuWatch() as watch:
+            run.train_until(m * 60)
+        points.append((m, run.seen, score(run.G), watch.note()))
+        print(f"  {m:g} min: {run.seen} images, FID {points[-1][2].fid:.2f}; {watch.note()}", flush=True)
+    return points
+
+
+def plot_curve(curves: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        ax.plot([p[0] for p in points], [p[2].fid for p in points], marker="o", label=name)
+    ax.set(xlabel="training time on the 2-core CPU (minutes)", ylabel="FID (lower is better)",
+           title="Quality against training time")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -65,6 +123,8 @@ def main() -> None:
                         help="override a TrainConfig field of facegan's run (repeatable)")
     parser.add_argument("--skip-seed", action="store_true", help="train facegan only")
     parser.add_argument("--grids", default="assets", help="folder for the two sample grids (default: assets)")
+    parser.add_argument("--curve", action="store_true",
+                        help="score both methods at 1, 2, 5, 10 and 15 minutes (up to --minutes) and plot the curve")
     args = parser.parse_args()
 
     # both methods learn from the same files: 64x64 JPEG face crops like the Udacity set
@@ -85,20 +145,29 @@ def main() -> None:
     config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes, **overrides)
     training_folder = udacity_style_folder(args.data, train_index)
 
-    results = []
+    minutes = [m for m in (1, 2, 5, 10, 15) if m < args.minutes] + [args.minutes] if args.curve else [args.minutes]
     z = sample_latent(64, 100, generator=torch.Generator().manual_seed(0))
     Path(args.grids).mkdir(parents=True, exist_ok=True)
-    if not args.skip_seed:
-        G, seen = train_seed(training_folder, args.minutes * 60)
+
+    def score(G):
         G.eval()
-        scores = evaluate(G, held_out, key=key, z_size=100, latent="uniform", precision=args.fid_precision)
+        return evaluate(G, held_out, key=key, z_size=config.z_size, latent=config.latent,
+                        precision=args.fid_precision)
+    curves = {}
+    if not args.skip_seed:
+        print("seed method", flush=True)
+        seed_run = SeedRun(training_folder)
+        curves["seed method"] = train_and_score(seed_run, minutes, score)
         with torch.no_grad():
-            save_grid(G(z), Path(args.grids) / "quality_seed.png")
-        results.append(("seed method", seen, scores))
-    G, seen, trainer = train_facegan(images[train_index], config)
-    scores = evaluate(G, held_out, key=key, z_size=config.z_size, latent=config.latent, precision=args.fid_precision)
+            save_grid(seed_run.G.eval()(z), Path(args.grids) / "quality_seed.png")
+    print("facegan default", flush=True)
+    facegan_run = FaceganRun(images[train_index], config)
+    curves["facegan default"] = train_and_score(facegan_run, minutes, score)
+    trainer = facegan_run.trainer
     save_grid(trainer.sample(z if config.latent == "uniform" else None), Path(args.grids) / "quality_facegan.png")
-    results.append(("facegan default", seen, scores))
+    results = [(name, points[-1][1], points[-1][2]) for name, points in curves.items()]
+    if args.curve:
+        plot_curve(curves, Path(args.grids) / "quality_curve.png")
 
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(training_folder, ignore_errors=True)
@@ -108,11 +177,19 @@ def main() -> None:
     print(f"facegan: {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'} (batch {config.batch_size},"
           f" lr {config.lr}/{config.d_lr or config.lr} (G/D), loss {config.loss}, D norm {config.d_norm}, "
           f"precision {config.precision}, ema {config.ema}, latent {config.latent})")
+    if args.curve:
+        print(f"{'minutes':>8}" + "".join(f"{name + ' FID':>22}" for name in curves))
+        for i, m in enumerate(minutes):
+            print(f"{m:>8g}" + "".join(f"{points[i][2].fid:>22.2f}" for points in curves.values()))
+        print(f"curve: {Path(args.grids) / 'quality_curve.png'}")
     print(f"{'method':<18}{'images seen':>14}{'FID':>10}{'KID x1000':>18}")
     for name, seen, s in results:
         print(f"{name:<18}{seen:>14}{s.fid:>10.2f}{s.kid * 1000:>11.2f} ± {s.kid_std * 1000:.2f}")
     if len(results) == 2:
         print(f"ratio: {results[1][2].fid / results[0][2].fid:.2f}")
+    notes = [p[3] for points in curves.values() for p in points]
+    print("CONTAMINATED: another process used the CPU during training; do not use these numbers"
+          if any("CONTAMINATED" in n for n in notes) else "clean: no other process used the CPU while training")
 
 
 if __name__ == "__main__":

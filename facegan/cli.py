@@ -85,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: auto)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
+    nearest = commands.add_parser(
+        "nearest", help="is it copying? generated faces beside their nearest training images",
+        description="For each of N generated faces, its K closest training images side by side: in Inception "
+                    "feature space when the FID weights are installed, in pixel space otherwise.")
+    nearest.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt or a .safetensors export")
+    nearest.add_argument("--data", required=True, help="the training images (folder, zip or synthetic)")
+    nearest.add_argument("--out", required=True, help="the .png grid to write: a row per generated face")
+    nearest.add_argument("--n", type=_positive_int, default=8, help="generated faces (default: 8)")
+    nearest.add_argument("--k", type=_positive_int, default=5, help="neighbours per face (default: 5)")
+    nearest.add_argument("--space", choices=("auto", "inception", "pixel"), default="auto",
+                         help="where distances are measured (default: auto: inception if installed, else pixel)")
+    nearest.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
+    nearest.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+
     export = commands.add_parser("export", help="export a checkpoint's generator to safetensors (no code inside)")
     export.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt")
     export.add_argument("--out", required=True, help="where to write the .safetensors file")
@@ -180,6 +194,32 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _nearest(args) -> int:
+    import torch
+    from .checkpoint import load_generator
+    from .data import find_images, load_images
+    from .images import quantize, save_grid
+    from .models import sample_latent
+    from .nearest import neighbour_grid, nearest_neighbours
+    from .train import autocast, pick_device
+    if not args.out.lower().endswith(".png"):
+        raise ValueError(f"--out '{args.out}' must be a .png file: the grid of faces and their neighbours")
+    device = pick_device(args.device)
+    G, config = load_generator(args.checkpoint, device)
+    training = load_images(args.data, config.image_size, progress=sys.stderr.isatty())
+    z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
+    with torch.no_grad(), autocast(device, config.precision):
+        generated = quantize(G(z.to(device)))
+    key = f"{find_images(args.data).fingerprint()}|{config.image_size}"
+    found = nearest_neighbours(generated, training, k=args.k, space=args.space, device=device, cache_key=key,
+                               progress=sys.stderr.isatty())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_grid(neighbour_grid(generated, training, found), args.out, nrow=found.index.shape[1] + 1)
+    print(f"wrote {args.out}: {args.n} generated faces (left) and their {found.index.shape[1]} nearest of "
+          f"{len(training)} training images; {found.summary()}")
+    return 0
+
+
 def _export(args) -> int:
     from .checkpoint import export_generator
     export_generator(args.checkpoint, args.out)
@@ -203,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
-        commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "export": _export,
-                    "exercise": _exercise}
+        commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "nearest": _nearest,
+                    "export": _export, "exercise": _exercise}
         return commands[args.command](args)
     except (DataError, CheckpointError, TrainingError, MetricsUnavailable, ValueError, OSError) as e:
         if isinstance(e, OSError) and e.strerror and e.filename:

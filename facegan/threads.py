@@ -38,10 +38,11 @@ class ThreadTuner:
     measures.
 
     Each candidate count is timed for ``probe_s`` seconds of steps, after one untimed warm-up step at its new
-    count. The choice is measured again every ``recheck_s`` seconds, and at once when a window of ``window_s``
-    seconds of steps runs below ``drop`` times the speed the choice was made at."""
+    count. The choice is measured again every ``recheck_s`` seconds, and at once when two windows of ``window_s``
+    seconds of steps in a row run below ``drop`` times the chosen count's speed (the faster of its measurement and
+    its best window since, so one slow measurement does not lower the bar; one slow window may be a hiccup)."""
 
-    def __init__(self, counts: list[int], *, probe_s: float = 0.25, recheck_s: float = 30.0, drop: float = 0.75,
+    def __init__(self, counts: list[int], *, probe_s: float = 0.5, recheck_s: float = 30.0, drop: float = 0.75,
                  window_s: float = 2.0, clock=time.perf_counter, set_threads=torch.set_num_threads):
         self.counts, self.probe_s, self.recheck_s, self.drop, self.window_s = counts, probe_s, recheck_s, drop, \
             window_s
@@ -66,7 +67,7 @@ class ThreadTuner:
         self.history.append(dict(self._rates))
         self.set_threads(self.chosen)
         self._probing, self._chosen_at = None, self.clock()
-        self._images = self._seconds = 0
+        self._images = self._seconds = self._slow_windows = 0
 
     def after_step(self, images: int, seconds: float) -> None:
         if not self._started:
@@ -86,10 +87,12 @@ class ThreadTuner:
                     self._choose()
             return
         self._images, self._seconds = self._images + images, self._seconds + seconds
-        slow = self._seconds >= self.window_s and self._images / self._seconds < self.drop * self.chosen_rate
         if self._seconds >= self.window_s:
+            rate = self._images / self._seconds
+            self._slow_windows = self._slow_windows + 1 if rate < self.drop * self.chosen_rate else 0
+            self.chosen_rate = max(self.chosen_rate, rate)
             self._images = self._seconds = 0
-        if slow or self.clock() - self._chosen_at >= self.recheck_s:
+        if self._slow_windows >= 2 or self.clock() - self._chosen_at >= self.recheck_s:
             self._start_probe()
 
     def describe(self) -> str:

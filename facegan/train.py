@@ -28,12 +28,15 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig
-from .data import TensorBatches, load_images
+from .data import TensorBatches, load_images, to_signed
+from .health import HealthMonitor
 from .images import save_grid
 from .models import build_network, discriminator_loss, generator_loss, sample_latent
 from .threads import ThreadTuner, available_cores, candidate_counts
 
-LOSS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "images_seen", "elapsed_s")
+# d_real and d_fake are D's mean probability that a real image is real, D(x), and that a fake one is, D(G(z)) (as
+# the PyTorch DCGAN tutorial reports them); empty for a user's step that does not return them
+LOSS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "images_seen", "elapsed_s", "d_real", "d_fake")
 
 
 class EMA:
@@ -322,23 +325,22 @@ class Trainer:
         G.train(was_training)
         return images.float().cpu()
 
-    def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One training step (the user's ``step`` or ``default_step``) on a batch of real images, then the EMA
-        update. Returns the detached losses. The batch is in [0, 1] for a user's step, [-1, 1] otherwise
+        update. Returns four detached scalars: d_loss, g_loss, D(x) and D(G(z)) (the last two NaN when a user's
+        step returns only the losses). The batch is in [0, 1] for a user's step, [-1, 1] otherwise
         (``TensorBatches`` gives each what it needs)."""
         config = self.config
         z = sample_latent(real.shape[0], config.z_size, config.latent, generator=self.noise, device=self.device)
-        if self._step is None:
-            d_loss, g_loss = self.default_step(real, z)
-        else:
-            d_loss, g_loss = (torch.as_tensor(loss).detach().float().reshape(()).to(self.device)
-                              for loss in self._step(real, z))
+        values = list(self.default_step(real, z) if self._step is None else self._step(real, z))
+        values += [float("nan")] * (4 - len(values))
         if self.ema is not None:
             self.ema.update(self.G, self.step)
-        return d_loss, g_loss
+        return tuple(torch.as_tensor(v).detach().float().reshape(()).to(self.device) for v in values)
 
-    def default_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The built-in DCGAN step: one discriminator step on real + fake, then one generator step."""
+    def default_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The built-in DCGAN step: one discriminator step on real + fake, then one generator step. Returns
+        d_loss, g_loss, D(x) and D(G(z)) (the latter two D's mean probabilities, from the discriminator step)."""
         config, n = self.config, real.shape[0]
         with autocast(self.device, config.precision):
             if config.reuse_fake:
@@ -346,7 +348,8 @@ class Trainer:
             else:  # these fakes only train D: no graph through G is needed
                 with torch.no_grad():
                     fake = ckpt.unwrap(self.G)(z)
-            d_loss = discriminator_loss(self.D(real), self.D(fake.detach()), config.loss, config.real_label)
+            real_logits, fake_logits = self.D(real), self.D(fake.detach())
+            d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.real_label)
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optimizer.step()
@@ -368,7 +371,9 @@ class Trainer:
         finally:
             plain_D.requires_grad_(True)
         self.g_optimizer.step()
-        return d_loss.detach(), g_loss.detach()
+        with torch.no_grad():
+            d_real, d_fake = (torch.sigmoid(logits.float()).mean() for logits in (real_logits, fake_logits))
+        return d_loss.detach(), g_loss.detach(), d_real, d_fake
 
     def run(self, on_epoch=None) -> RunResult:
         """Train until ``config.epochs`` or ``config.max_minutes``; ``on_epoch(epoch, samples)`` is called after
@@ -398,18 +403,19 @@ class Trainer:
         start, seen_at_start, elapsed_at_start = self.clock(), self.images_seen, self.elapsed
         previous = self._install_signal_handlers()
         threads_before, tuner = torch.get_num_threads(), self._thread_tuner()
+        self._health = HealthMonitor(self._real_sample(images)) if self.world.main else None
         try:
             while self.epoch < config.epochs and result.stopped == "finished":
                 pending, rows = [], []
                 for real in batches.epoch(self.epoch, start=self.batch):
                     step_start = time.perf_counter()
-                    d_loss, g_loss = self.train_step(real)
+                    values = self.train_step(real)
                     if tuner is not None:
                         tuner.after_step(real.shape[0], time.perf_counter() - step_start)
                     self.batch += 1
                     self.step += 1
                     self.images_seen += real.shape[0] * self.world.size
-                    pending.append((self.step, torch.stack((d_loss, g_loss))))
+                    pending.append((self.step, torch.stack(values)))
                     bar.update(1)
                     flush = self.step % 25 == 0 or self.batch == steps_per_epoch
                     if flush:
@@ -433,6 +439,8 @@ class Trainer:
                 label = self.epoch if finished_epoch else self.epoch + 1
                 if finished_epoch:
                     result.samples.append(samples)
+                    if self._health is not None:
+                        self._health.samples(samples)
                 if self.write:
                     with self._writing():
                         save_grid(samples, self.out / "samples" / f"epoch_{label:03d}.png")
@@ -471,20 +479,30 @@ class Trainer:
         if not pending:
             return []
         values = distributed.mean(torch.stack([v for _, v in pending]).float()).cpu()
-        if not torch.isfinite(values).all():
-            bad = pending[int((~torch.isfinite(values)).any(1).nonzero()[0])][0]
+        if not torch.isfinite(values[:, :2]).all():
+            bad = pending[int((~torch.isfinite(values[:, :2])).any(1).nonzero()[0])][0]
             raise TrainingError(f"training diverged at step {bad} (a loss became NaN or infinite); the last good "
                                 "checkpoint is kept: lower --lr or use --precision fp32, then --resume")
         elapsed = elapsed_at_start + self.clock() - start
+        if self._health is not None:
+            self._health.steps(values)
         rows = []
-        for (step, _), (d, g) in zip(pending, values.tolist()):
+        for (step, _), (d, g, d_real, d_fake) in zip(pending, values.tolist()):
             result.losses.append((d, g))
             rows.append({"step": step, "epoch": self.epoch + 1, "d_loss": f"{d:.6f}", "g_loss": f"{g:.6f}",
                          "images_seen": step * self.config.batch_size * self.world.size,
-                         "elapsed_s": f"{elapsed:.3f}"})
+                         "elapsed_s": f"{elapsed:.3f}", "d_real": _probability(d_real),
+                         "d_fake": _probability(d_fake)})
         rate = (self.images_seen - seen_at_start) / max(self.clock() - start, 1e-9)
-        bar.set_postfix(d_loss=f"{values[-1, 0]:.3f}", g_loss=f"{values[-1, 1]:.3f}", img_s=f"{rate:.0f}")
+        d, g, d_real, d_fake = values[-1].tolist()
+        probabilities = {"D_x": f"{d_real:.2f}", "D_G_z": f"{d_fake:.2f}"} if d_real == d_real else {}
+        bar.set_postfix(d_loss=f"{d:.3f}", g_loss=f"{g:.3f}", **probabilities, img_s=f"{rate:.0f}")
         return rows
+
+    def _real_sample(self, images: torch.Tensor) -> torch.Tensor:
+        """256 training images in [-1, 1] (a fixed random choice): how diverse real faces are, for HealthMonitor."""
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.config.seed))[:256]
+        return to_signed(images[pick.to(images.device)].cpu())
 
     def _evaluate(self, images: torch.Tensor) -> None:
         """FID/KID of the sampling generator against a fixed subset of the training images: a row in
@@ -546,11 +564,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, *
     return trainer.run()
 
 
+def _probability(p: float) -> str:
+    return f"{p:.4f}" if p == p else ""
+
+
 def read_losses(run_dir: str | os.PathLike) -> list[dict]:
-    """The rows of a run's losses.csv, numbers parsed."""
+    """The rows of a run's losses.csv, numbers parsed (an empty D(x) / D(G(z)) cell reads as NaN)."""
     with open(Path(run_dir) / "losses.csv", newline="") as f:
-        return [{k: (int(v) if k in ("step", "epoch", "images_seen") else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [{k: (int(v) if k in ("step", "epoch", "images_seen") else float(v or "nan"))
+                 for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 __all__ = ["Trainer", "train", "TrainingError", "RunResult", "pick_device", "read_losses", "autocast"]

@@ -46,7 +46,7 @@ def test_auto_follows_the_free_cores():
     run(machine, tuner, 5)
     assert tuner.chosen == 2 and machine.threads == 2 and len(tuner.history) == 1
     machine.rates = {1: 1200, 2: 650}  # another program takes a core: two threads now wait on it
-    run(machine, tuner, 5)
+    run(machine, tuner, 8)  # two slow windows of 2 s in a row, then a new measurement
     assert tuner.chosen == 1 and machine.threads == 1
     moved_at = len(tuner.history)
     machine.rates = {1: 1200, 2: 1900}  # the core is free again: found at the next periodic check

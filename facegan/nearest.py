@@ -1,0 +1,106 @@
+"""Is the generator copying its training set? Each generated face beside its closest training images.
+
+Distances are measured in the InceptionV3 feature space FID uses (faces that look alike are close there, whatever
+their exact pixels) when the metrics extra is installed, and in pixel space otherwise. A generator that memorised
+its data draws faces much closer to some training image than training images are to one another, so the summary
+compares the two: generated-to-nearest-training against training-to-nearest-other-training.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SPACES = ("auto", "inception", "pixel")
+
+
+@dataclass
+class Neighbours:
+    index: torch.Tensor      # (n, k) training-image indices, nearest first
+    distance: torch.Tensor   # (n, k)
+    space: str
+    baseline: float          # median distance from a training image to its nearest other training image
+
+    def summary(self) -> str:
+        nearest = float(self.distance[:, 0].median())
+        return (f"{self.space} space: generated faces lie {nearest:.3g} from their nearest training image (median), "
+                f"training images {self.baseline:.3g} from their nearest other one: ratio {nearest / self.baseline:.2f} "
+                "(well below 1 would mean copying)")
+
+
+def resolve_space(space: str) -> str:
+    if space not in SPACES:
+        raise ValueError(f"unknown space {space!r}: use one of {SPACES}")
+    if space != "auto":
+        return space
+    from .metrics import MetricsUnavailable, weights_path
+    try:
+        weights_path()
+        return "inception"
+    except MetricsUnavailable:
+        return "pixel"
+
+
+def embed(images: torch.Tensor, space: str, *, device="cpu", cache_key: str | None = None,
+          progress: bool = False) -> torch.Tensor:
+    """float32 vectors of uint8 images (N, 3, S, S): Inception pool features (cached on disk under ``cache_key``,
+    in bf16 where the CPU has it, as evaluation does) or the pixels in [0, 1]."""
+    if space == "pixel":
+        return images.flatten(1).float().div_(255)
+    from .data import cache_dir
+    from .metrics import WEIGHTS_SHA1, features
+    path = None
+    if cache_key is not None:
+        name = hashlib.sha256(f"{cache_key}|{WEIGHTS_SHA1}|{len(images)}".encode()).hexdigest()[:20]
+        path = cache_dir() / f"nearest-features-{name}.npy"
+        if path.exists():
+            try:
+                return torch.from_numpy(np.load(path))
+            except (OSError, ValueError):
+                pass  # damaged: recompute
+    vectors = features(images, device=device, precision="auto", progress=progress).astype(np.float32)
+    if path is not None:
+        try:
+            from .checkpoint import atomic_write
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: np.save(f, vectors))
+        except OSError:
+            pass  # no cache this time: the same numbers next time, only slower
+    return torch.from_numpy(vectors)
+
+
+def nearest_neighbours(generated: torch.Tensor, training: torch.Tensor, *, k: int = 5, space: str = "auto",
+                       device="cpu", cache_key: str | None = None, progress: bool = False) -> Neighbours:
+    """The ``k`` training images (uint8, N×3×S×S) nearest to each generated one (uint8, n×3×S×S)."""
+    if len(training) < 2:
+        raise ValueError("need at least 2 training images to compare with")
+    k = min(k, len(training) - 1)
+    space = resolve_space(space)
+    train_vectors = embed(training, space, device=device, cache_key=cache_key, progress=progress)
+    gen_vectors = embed(generated, space, device=device, progress=progress)
+    distance, index = _knn(gen_vectors, train_vectors, k)
+    # the baseline: up to 500 training images against all the others (each one's own distance of 0 excluded)
+    probe = torch.randperm(len(training), generator=torch.Generator().manual_seed(0))[:500]
+    own, _ = _knn(train_vectors[probe], train_vectors, 2)
+    return Neighbours(index, distance, space, float(own[:, 1].median()))
+
+
+def _knn(queries: torch.Tensor, keys: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    distances, indices = [], []
+    for chunk in queries.split(256):
+        d = torch.cdist(chunk.double(), keys.double())  # float64: exact enough that a copy reads as 0
+        values, where = d.topk(k, dim=1, largest=False)
+        distances.append(values.float())
+        indices.append(where)
+    return torch.cat(distances), torch.cat(indices)
+
+
+def neighbour_grid(generated: torch.Tensor, training: torch.Tensor, neighbours: Neighbours) -> torch.Tensor:
+    """Images in [-1, 1] laid out a row per generated face: the face, then its neighbours nearest first (for
+    ``facegan.images.save_grid`` with nrow = k + 1)."""
+    rows = []
+    for i, face in enumerate(generated):
+        rows += [face[None], training[neighbours.index[i]]]
+    return torch.cat(rows).float().mul(2 / 255).sub(1)
