@@ -38,7 +38,8 @@ class ThreadTuner:
     measures.
 
     Each candidate count is timed for ``probe_s`` seconds of steps, after one untimed warm-up step at its new
-    count. The choice is measured again every ``recheck_s`` seconds, and at once when two windows of ``window_s``
+    count (a warm-up step already slower than half the best rate so far settles that count at once: on a machine
+    whose other core runs PyTorch, one step at 2 threads took nearly 2 s). The choice is measured again every ``recheck_s`` seconds, and at once when two windows of ``window_s``
     seconds of steps in a row run below ``drop`` times the chosen count's speed (the faster of its measurement and
     its best window since, so one slow measurement does not lower the bar; one slow window may be a hiccup)."""
 
@@ -51,19 +52,37 @@ class ThreadTuner:
         self.chosen_rate = 0.0
         self.history: list[dict[int, float]] = []  # {count: images/s} of each measurement
         self._started = False  # the first step starts the measurement: building a tuner changes nothing
+        # a count that lost by more than half is left out of the periodic checks for a while, doubling each time it
+        # loses again (30 s, 60 s, ... up to 10 min): trying it can cost seconds a step under a PyTorch neighbour
+        self._benched: dict[int, tuple[float, float]] = {}  # count -> (left out until, for how long)
+        self._probing: int | None = None  # the count being timed, while measuring
 
     def _start_probe(self) -> None:
         self._rates: dict[int, float] = {}
-        self._queue = list(self.counts)
+        now = self.clock()
+        self._queue = [c for c in self.counts if self._benched.get(c, (0.0, 0.0))[0] <= now]
         self._begin(self._queue.pop(0))
 
     def _begin(self, count: int) -> None:
         self.set_threads(count)
         self._probing, self._warm, self._images, self._seconds = count, False, 0, 0.0
 
+    def _next(self) -> None:
+        if self._queue:
+            self._begin(self._queue.pop(0))
+        else:
+            self._choose()
+
     def _choose(self) -> None:
         self.chosen = max(self._rates, key=self._rates.get)
         self.chosen_rate = self._rates[self.chosen]
+        now = self.clock()
+        for count, rate in self._rates.items():
+            if rate < 0.5 * self.chosen_rate:
+                pause = min(2 * self._benched.get(count, (0.0, self.recheck_s / 2))[1], 600.0)
+                self._benched[count] = (now + pause, pause)
+            else:
+                self._benched.pop(count, None)
         self.history.append(dict(self._rates))
         self.set_threads(self.chosen)
         self._probing, self._chosen_at = None, self.clock()
@@ -75,16 +94,17 @@ class ThreadTuner:
             self._start_probe()
             return
         if self._probing is not None:
-            if not self._warm:  # the first step at a new count pays for resizing the thread pool: not timed
+            if not self._warm:  # the first step at a new count pays for resizing the thread pool: not timed ...
                 self._warm = True
+                best = max(self._rates.values(), default=0.0)
+                if images / seconds < 0.5 * best:  # ... unless it alone is far too slow: no need to time more
+                    self._rates[self._probing] = images / seconds
+                    self._next()
                 return
             self._images, self._seconds = self._images + images, self._seconds + seconds
             if self._seconds >= self.probe_s:
                 self._rates[self._probing] = self._images / self._seconds
-                if self._queue:
-                    self._begin(self._queue.pop(0))
-                else:
-                    self._choose()
+                self._next()
             return
         self._images, self._seconds = self._images + images, self._seconds + seconds
         if self._seconds >= self.window_s:

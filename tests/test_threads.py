@@ -98,3 +98,30 @@ def test_a_fixed_count_gives_the_same_losses_for_the_same_seed(tmp_path):
         with open(tmp_path / name / "losses.csv") as f:
             runs.append([(r["d_loss"], r["g_loss"]) for r in csv.DictReader(f)])
     assert runs[0] == runs[1]
+
+
+def test_a_count_whose_first_step_is_far_too_slow_is_not_timed_further():
+    """Under a PyTorch neighbour one step at 2 threads took ~2 s: the warm-up step settles it."""
+    machine = Machine({1: 500, 2: 30})
+    tuner = ThreadTuner([1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    steps_at_two = 0
+    while tuner.chosen is None:
+        steps_at_two += machine.threads == 2 and tuner._probing == 2
+        machine.step(tuner)
+    assert tuner.chosen == 1 and steps_at_two == 1
+
+
+def test_a_count_that_loses_badly_is_checked_less_and_less_often():
+    machine = Machine({1: 500, 2: 30})
+    tuner = ThreadTuner([1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    tried = []
+    original = tuner._begin
+    tuner._begin = lambda count: tried.append((round(machine.now), count)) or original(count)
+    run(machine, tuner, 200)
+    checks_of_two = [t for t, c in tried if c == 2]
+    gaps = [b - a for a, b in zip(checks_of_two, checks_of_two[1:])]
+    assert len(checks_of_two) >= 3 and all(later > earlier for earlier, later in zip(gaps, gaps[1:]))
+    assert tuner.chosen == 1
+    machine.rates = {1: 500, 2: 900}  # the neighbour left: 2 threads are found again at the next check of 2
+    run(machine, tuner, 700)
+    assert tuner.chosen == 2
