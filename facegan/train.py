@@ -138,7 +138,8 @@ class Trainer:
     """One training run. ``D``/``G`` and their optimisers default to the config's; pass your own to train them
     (as the notebook does). ``images`` (uint8, N×3×S×S) skips loading ``config.data``.
 
-    ``step``, when given, replaces the built-in training step: ``step(real_images, z) -> (d_loss, g_loss)`` gets
+    ``step``, when given, replaces the built-in training step: ``step(real_images, z) -> (d_loss, g_loss)``
+    (optionally followed by D(x) and D(G(z)), D's mean probabilities on the real and the fake batch) gets
     a batch of real images in [0, 1] (as a DataLoader gives them: the step scales them itself) and latents drawn
     from the run's own noise generator, and trains D and G once. Everything around it stays the Trainer's: the
     batches, the EMA, samples, checkpoints, resume, the time budget. The notebook hands its ``train_step`` here;
@@ -190,6 +191,7 @@ class Trainer:
         self.out = Path(config.out)
         self._images = images
         self._step = step
+        self._health: HealthMonitor | None = None  # made by run(), on the process that reports
         self._stop_signal = None
         self.clock = time.perf_counter  # the time budget's clock (tests replace it)
 
