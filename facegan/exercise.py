@@ -54,7 +54,7 @@ def regions(text: str, where: str = "a cell") -> list[tuple[int, int, str]]:
 def _replace_regions(text: str, where: str, stub) -> str:
     lines = text.split("\n")
     for first, last, indent in reversed(regions(text, where)):
-        lines[first:last + 1] = stub(first, indent)
+        lines[first:last + 1] = stub(indent)
     return "\n".join(lines)
 
 
@@ -83,9 +83,9 @@ def make_exercise(notebook: dict) -> dict:
         text, where = _source(cell), f"cell {index}"
         count += len(regions(text, where))
         if cell.get("cell_type") == "markdown":
-            text = _replace_regions(text, where, lambda _, indent: [indent + ANSWER_STUB])
+            text = _replace_regions(text, where, lambda indent: [indent + ANSWER_STUB])
         elif cell.get("cell_type") == "code":
-            text = _replace_regions(text, where, lambda _, indent: [indent + line for line in CODE_STUB])
+            text = _replace_regions(text, where, lambda indent: [indent + line for line in CODE_STUB])
         cells.append(_cleared(cell, text))
     if not count:
         raise ExerciseError(f"no '{BEGIN}' ... '{END}' regions found: is this the solved notebook?")

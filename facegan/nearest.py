@@ -7,7 +7,6 @@ compares the two: generated-to-nearest-training against training-to-nearest-othe
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,30 +44,18 @@ def resolve_space(space: str) -> str:
 
 def embed(images: torch.Tensor, space: str, *, device="cpu", cache_key: str | None = None,
           progress: bool = False) -> torch.Tensor:
-    """float32 vectors of uint8 images (N, 3, S, S): Inception pool features (cached on disk under ``cache_key``,
-    in bf16 where the CPU has it, as evaluation does) or the pixels in [0, 1]."""
+    """float32 vectors of uint8 images (N, 3, S, S): Inception pool features (in bf16 where the CPU has it, as
+    evaluation does; with ``cache_key`` they come from, and go to, the same on-disk cache as FID's reference
+    statistics) or the pixels in [0, 1]."""
     if space == "pixel":
         return images.flatten(1).float().div_(255)
-    from .data import cache_dir
-    from .metrics import WEIGHTS_SHA1, features
-    path = None
-    if cache_key is not None:
-        name = hashlib.sha256(f"{cache_key}|{WEIGHTS_SHA1}|{len(images)}".encode()).hexdigest()[:20]
-        path = cache_dir() / f"nearest-features-{name}.npy"
-        if path.exists():
-            try:
-                return torch.from_numpy(np.load(path))
-            except (OSError, ValueError):
-                pass  # damaged: recompute
-    vectors = features(images, device=device, precision="auto", progress=progress).astype(np.float32)
-    if path is not None:
-        try:
-            from .checkpoint import atomic_write
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: np.save(f, vectors))
-        except OSError:
-            pass  # no cache this time: the same numbers next time, only slower
-    return torch.from_numpy(vectors)
+    from .metrics import features, reference_statistics
+    if cache_key is None:
+        vectors = features(images, device=device, precision="auto", progress=progress)
+    else:
+        vectors = reference_statistics(images, cache_key, device=device, precision="auto",
+                                       progress=progress).features
+    return torch.from_numpy(vectors.astype(np.float32))
 
 
 def nearest_neighbours(generated: torch.Tensor, training: torch.Tensor, *, k: int = 5, space: str = "auto",
