@@ -14,7 +14,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import RECIPES, TrainConfig
 
 
 def _positive_int(text: str) -> int:
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train (or --resume) a run",
                                 description="Train a DCGAN. Every flag maps to a field of facegan.TrainConfig.")
     _add_config_flags(train)
+    train.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                       help="start from a named recipe, then apply the other flags: facegan (the defaults) or seed "
+                            "(the Udacity seed notebook's plain method: batch 32, fp32, no EMA, none of the quality "
+                            "options)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint.pt (up to --epochs in all)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """``base`` (default: TrainConfig()) with every flag the user gave laid over it."""
-    values = (base or TrainConfig()).to_dict()
+    """``base`` (default: the --recipe's config, or TrainConfig()) with every flag the user gave laid over it."""
+    if base is None:
+        base = TrainConfig.recipe(args.recipe) if getattr(args, "recipe", None) else TrainConfig()
+    values = base.to_dict()
     values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                    if getattr(args, f.name, None) is not None})
     return TrainConfig.from_dict(values)
@@ -240,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .metrics import MetricsUnavailable
     from .train import TrainingError
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and args.resume and args.recipe:
+        parser.error("--recipe starts a new run; a resumed run keeps the recipe stored in its checkpoint: drop "
+                     "--recipe, or use a new --out")
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
         commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "nearest": _nearest,

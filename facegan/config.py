@@ -10,6 +10,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from .augment import parse_policy
+
 ARCHS = ("seed4", "seed3")
 IMAGE_SIZES = (32, 64)
 LATENTS = ("uniform", "normal")
@@ -60,6 +62,18 @@ class TrainConfig:
         "GAN loss: binary cross-entropy (non-saturating for G) or hinge", choices=LOSSES))
     real_label: float = field(default=0.9, metadata=_opt(
         "target for real images in the BCE discriminator loss (1.0 = no label smoothing)"))
+    d_steps: int = field(default=1, metadata=_opt(
+        "discriminator steps per generator step (each on its own batch of real images)"))
+    lr_decay: float = field(default=0.0, metadata=_opt(
+        "the last fraction of the run over which both learning rates fall linearly to zero (0 = constant; with "
+        "--max-minutes the fraction is of the time budget, so the schedule follows the clock)"))
+    augment: str = field(default="", metadata=_opt(
+        "differentiable augmentation of every image D sees, real and fake (DiffAugment): a comma-separated list "
+        "of color, translation, cutout ('' = none)"))
+    r1_gamma: float = field(default=0.0, metadata=_opt(
+        "weight of the zero-centred gradient penalty on real images, gamma/2 * |grad D(x)|^2 (R1; 0 = off)"))
+    r1_every: int = field(default=16, metadata=_opt(
+        "apply the R1 penalty every this many discriminator steps, scaled up to match (lazy regularisation)"))
     seed: int = field(default=0, metadata=_opt("random seed: same seed, same run (on CPU, bit for bit)"))
 
     # speed switches (each can be turned off for the exact textbook method)
@@ -111,8 +125,14 @@ class TrainConfig:
         need(0 < self.real_label <= 1, f"real label must lie in (0, 1] (got {self.real_label})")
         need(self.max_minutes is None or self.max_minutes > 0,
              f"max minutes must be positive (got {self.max_minutes})")
-        for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count"):
+        for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count", "d_steps", "r1_every"):
             need(getattr(self, name) >= 1, f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
+        need(0 <= self.lr_decay <= 1, f"lr decay must lie in [0, 1] (got {self.lr_decay})")
+        need(self.r1_gamma >= 0, f"r1 gamma must be 0 (off) or positive (got {self.r1_gamma})")
+        try:
+            parse_policy(self.augment)
+        except ValueError as e:
+            need(False, str(e))
         need(0 <= self.ema < 1, f"ema decay must lie in [0, 1) (got {self.ema})")
         need(self.eval_every >= 0, f"eval every must be 0 (never) or more (got {self.eval_every})")
         need(self.eval_n >= 2, f"eval n must be at least 2 (got {self.eval_n})")
@@ -128,6 +148,13 @@ class TrainConfig:
             return None
         return int(text) or os.cpu_count() or 1
 
+    @classmethod
+    def recipe(cls, name: str, **overrides) -> "TrainConfig":
+        """The config of a named recipe (see ``RECIPES``) with ``overrides`` laid over it."""
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r}: use one of {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[name], **overrides})
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -136,3 +163,15 @@ class TrainConfig:
         """Build from a stored dict, ignoring keys that a newer or older version wrote."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# Named starting points. "facegan" is the defaults above. "seed" is the plain method of the Udacity seed notebook:
+# batch 32, fp32, fresh latents for the generator step, no weight average and none of the quality-search options,
+# each named here explicitly so that a change of facegan's defaults never leaks into it. (Its speed levers that
+# leave the arithmetic unchanged, such as decoding the images once, stay on.)
+RECIPES = {
+    "facegan": {},
+    "seed": dict(batch_size=32, precision="fp32", channels_last=False, reuse_fake=False, ema=0.0, lr=2e-4,
+                 d_lr=None, beta1=0.5, beta2=0.999, loss="bce", real_label=0.9, latent="uniform", d_norm="batch",
+                 d_steps=1, lr_decay=0.0, augment="", r1_gamma=0.0),
+}

@@ -30,6 +30,7 @@ from . import distributed
 from .config import TrainConfig
 from .data import TensorBatches, load_images, to_signed
 from .health import HealthMonitor
+from .augment import augment, parse_policy
 from .images import save_grid
 from .models import build_network, discriminator_loss, generator_loss, sample_latent
 from .threads import ThreadTuner, available_cores, candidate_counts
@@ -183,6 +184,9 @@ class Trainer:
                                      generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2 + 1000 * self.world.rank)
         self.ema = EMA(self.G, config.ema) if config.ema > 0 else None
+        self._augment_policy = parse_policy(config.augment)
+        self._last_g_loss = torch.zeros((), device=self.device)
+        self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in (self.d_optimizer, self.g_optimizer)]
         calibration = torch.Generator().manual_seed(config.seed + 3)
         self.calibration_z = [sample_latent(256, config.z_size, config.latent, generator=calibration).to(self.device)
                               for _ in range(4)]
@@ -230,7 +234,7 @@ class Trainer:
             "d_optimizer": self.d_optimizer.state_dict(),
             "noise_rng": self.noise.get_state(),
             **({"generator_ema": self.ema.model.state_dict()} if self.ema else {}),
-            "best_fid": self.best_fid,
+            "best_fid": self.best_fid, "last_g_loss": self._last_g_loss.item(),
             "epoch": self.epoch, "batch": self.batch, "step": self.step, "world_size": self.world.size,
             "images_seen": self.images_seen, "elapsed_s": self.elapsed,
         }
@@ -262,6 +266,7 @@ class Trainer:
             ckpt.restore_model(self.ema.model, state.get("generator_ema", state["generator"]), saved,
                                "averaged generator", path)
         self.best_fid = state.get("best_fid", math.inf)
+        self._last_g_loss = torch.tensor(float(state.get("last_g_loss", 0.0)), device=self.device)
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         # the position inside an epoch counts batches of batch_size x world_size images
         self.batch = self.batch * state.get("world_size", 1) // self.world.size
@@ -341,20 +346,33 @@ class Trainer:
         return tuple(torch.as_tensor(v).detach().float().reshape(()).to(self.device) for v in values)
 
     def default_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The built-in DCGAN step: one discriminator step on real + fake, then one generator step. Returns
-        d_loss, g_loss, D(x) and D(G(z)) (the latter two D's mean probabilities, from the discriminator step)."""
+        """The built-in DCGAN step: one discriminator step on real + fake, then (every ``d_steps``-th step) one
+        generator step. With ``augment`` D sees every image through DiffAugment; with ``r1_gamma`` its loss gets
+        the R1 penalty every ``r1_every`` steps. Returns d_loss, g_loss (the last generator step's), D(x) and
+        D(G(z)) (the latter two D's mean probabilities, from the discriminator step)."""
         config, n = self.config, real.shape[0]
+        policy, see = self._augment_policy, self._seen_by_D
+        g_turn = self.step % config.d_steps == 0
+        r1_turn = config.r1_gamma > 0 and self.step % config.r1_every == 0
+        if r1_turn:
+            real = real.detach().requires_grad_(True)
         with autocast(self.device, config.precision):
-            if config.reuse_fake:
+            if config.reuse_fake and g_turn:
                 fake = self.G(z)
             else:  # these fakes only train D: no graph through G is needed
                 with torch.no_grad():
                     fake = ckpt.unwrap(self.G)(z)
-            real_logits, fake_logits = self.D(real), self.D(fake.detach())
+            real_logits, fake_logits = self.D(see(real)), self.D(see(fake.detach()))
             d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.real_label)
+        if r1_turn:
+            d_loss = d_loss + self._r1_penalty(real_logits, real)
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optimizer.step()
+        with torch.no_grad():
+            d_real, d_fake = (torch.sigmoid(logits.float()).mean() for logits in (real_logits, fake_logits))
+        if not g_turn:
+            return d_loss.detach(), self._last_g_loss, d_real, d_fake
 
         if not config.reuse_fake:
             z = sample_latent(n, config.z_size, config.latent, generator=self.noise, device=self.device)
@@ -367,15 +385,33 @@ class Trainer:
             with autocast(self.device, config.precision):
                 if not config.reuse_fake:
                     fake = self.G(z)
-                g_loss = generator_loss(plain_D(fake), config.loss)
+                g_loss = generator_loss(plain_D(see(fake)), config.loss)
             self.g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:
             plain_D.requires_grad_(True)
         self.g_optimizer.step()
-        with torch.no_grad():
-            d_real, d_fake = (torch.sigmoid(logits.float()).mean() for logits in (real_logits, fake_logits))
-        return d_loss.detach(), g_loss.detach(), d_real, d_fake
+        self._last_g_loss = g_loss.detach()
+        return d_loss.detach(), self._last_g_loss, d_real, d_fake
+
+    def _seen_by_D(self, images: torch.Tensor) -> torch.Tensor:
+        """What D is shown of ``images``: themselves, or a DiffAugment view drawn from the run's noise."""
+        return augment(images, self._augment_policy, self.noise) if self._augment_policy else images
+
+    def _r1_penalty(self, real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """gamma/2 * E|grad_x D(x)|^2 on the real batch, times r1_every since it is applied only that often (lazy
+        regularisation, as in StyleGAN2): it keeps D's surface flat around the real faces, so D cannot grow sharp
+        decision boundaries there that give G useless gradients."""
+        gradient, = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+        return self.config.r1_gamma / 2 * gradient.float().pow(2).flatten(1).sum(1).mean() * self.config.r1_every
+
+    def _set_learning_rates(self, progress: float) -> None:
+        """With ``lr_decay`` f: full learning rates until 1 - f of the run, then linearly down to zero at its end.
+        ``progress`` is the finished fraction of the run (of its steps, or of its time budget)."""
+        factor = min(1.0, max(0.0, 1.0 - progress) / self.config.lr_decay)
+        for optimizer, base in ((self.d_optimizer, self._base_lr[0]), (self.g_optimizer, self._base_lr[1])):
+            for group, lr in zip(optimizer.param_groups, base):
+                group["lr"] = lr * factor
 
     def run(self, on_epoch=None) -> RunResult:
         """Train until ``config.epochs`` or ``config.max_minutes``; ``on_epoch(epoch, samples)`` is called after
@@ -410,6 +446,11 @@ class Trainer:
             while self.epoch < config.epochs and result.stopped == "finished":
                 pending, rows = [], []
                 for real in batches.epoch(self.epoch, start=self.batch):
+                    if config.lr_decay > 0:
+                        progress = self.step / (config.epochs * steps_per_epoch)
+                        if budget is not None:
+                            progress = max(progress, (elapsed_at_start + self.clock() - start) / budget)
+                        self._set_learning_rates(progress)
                     step_start = time.perf_counter()
                     values = self.train_step(real)
                     if tuner is not None:

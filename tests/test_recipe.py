@@ -1,0 +1,227 @@
+"""The recipe flags the quality search screens: DiffAugment, lazy R1, several D steps per G step, learning-rate decay.
+Each must do what its help line says, stay off by default, and keep runs repeatable and exactly resumable."""
+import pytest
+import torch
+
+from facegan.augment import augment, cutout, parse_policy, translation
+from facegan.checkpoint import load_checkpoint
+from facegan.config import TrainConfig
+from facegan.train import Trainer, read_losses, train
+
+from test_train import small
+
+
+def _images(n=8, size=16):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def test_policy_names_are_checked():
+    assert parse_policy("") == ()
+    assert parse_policy(" translation, cutout ") == ("translation", "cutout")
+    with pytest.raises(ValueError, match="unknown augmentation 'flip'.*color, translation, cutout"):
+        parse_policy("translation,flip")
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        TrainConfig(augment="colour").validate()
+
+
+def test_translation_shifts_each_image_by_a_whole_number_of_pixels_and_fills_with_grey():
+    images = _images(32)
+    shifted = translation(images, torch.Generator().manual_seed(1))
+    assert shifted.shape == images.shape
+    shifts = set()
+    for original, moved in zip(images, shifted):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(_shift(original, dy, dx), moved)]
+        assert len(found) == 1, "each image is its original shifted by at most 2 pixels (1/8 of 16)"
+        shifts.add(found[0])
+    assert len(shifts) > 5, "the shifts differ from image to image"
+
+
+def _shift(image, dy, dx):
+    out = torch.zeros_like(image)
+    h, w = image.shape[1:]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        image[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_cutout_zeroes_one_square_of_half_the_side_clipped_at_the_border():
+    images = _images(64)
+    cut = cutout(images, torch.Generator().manual_seed(2))
+    for original, result in zip(images, cut):
+        zeroed = (result == 0).all(0)
+        assert torch.equal(result[:, ~zeroed], original[:, ~zeroed]), "outside the square nothing changes"
+        rows, cols = zeroed.any(1).nonzero().flatten(), zeroed.any(0).nonzero().flatten()
+        assert 0 < len(rows) <= 8 and 0 < len(cols) <= 8
+        assert zeroed[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all(), "one solid rectangle"
+        assert (len(rows) == 8 or rows.min() == 0 or rows.max() == 15)  # the full side unless clipped
+    assert len({int(r.eq(0).all(0).nonzero()[:, 0].min()) for r in cut}) > 3, "the square moves"
+
+
+def test_color_changes_brightness_saturation_and_contrast_per_image():
+    images = _images(16)
+    coloured = augment(images, ("color",), torch.Generator().manual_seed(3))
+    assert coloured.shape == images.shape and not torch.allclose(coloured, images)
+    shift = (coloured - images).mean(dim=(1, 2, 3))
+    assert shift.std() > 0.1, "each image gets its own change"
+
+
+def test_augmentation_is_differentiable_repeatable_and_keeps_the_dtype():
+    images = _images().requires_grad_(True)
+    policy = ("color", "translation", "cutout")
+    out = augment(images, policy, torch.Generator().manual_seed(4))
+    out.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0, "G's gradient must flow through"
+    again = augment(images.detach(), policy, torch.Generator().manual_seed(4))
+    assert torch.equal(out.detach(), again)
+    assert augment(images.detach().bfloat16(), policy, torch.Generator().manual_seed(4)).dtype == torch.bfloat16
+
+
+def test_augmented_run_shows_D_augmented_reals_and_fakes(tmp_path, monkeypatch):
+    import facegan.train as train_module
+    calls = []
+    original = train_module.augment
+
+    def spy(images, policy, generator):
+        calls.append((images.requires_grad, policy))
+        return original(images, policy, generator)
+    monkeypatch.setattr(train_module, "augment", spy)
+    train(small(tmp_path, epochs=1, augment="translation,cutout"), progress=False)
+    steps = 256 // 32
+    assert len(calls) == 3 * steps, "real and fake in the D step, fake again in the G step"
+    assert all(policy == ("translation", "cutout") for _, policy in calls)
+    assert sum(requires_grad for requires_grad, _ in calls) == steps, "only the G step's fakes carry G's graph"
+
+
+def test_r1_penalty_is_the_squared_input_gradient_and_applied_lazily(tmp_path):
+    trainer = Trainer(small(tmp_path, r1_gamma=10.0, r1_every=4), write=False, progress=False)
+    real = _images(4, 32).requires_grad_(True)
+    logits = trainer.D(real)
+    penalty = trainer._r1_penalty(logits, real)
+    gradient, = torch.autograd.grad(trainer.D(real).sum(), real)
+    assert penalty.item() == pytest.approx(10.0 / 2 * gradient.pow(2).sum() / 4 * 4, rel=1e-4)
+
+    applied = []
+    original = trainer._r1_penalty
+    trainer._r1_penalty = lambda logits, x: applied.append(trainer.step) or original(logits, x)
+    trainer.run()
+    assert applied == [0, 4, 8, 12], "every r1_every-th step only"
+
+
+def test_r1_penalty_flattens_D_around_real_images(tmp_path):
+    def input_gradient(config):
+        trainer = Trainer(config, write=False, progress=False)
+        trainer.run()
+        real = _images(32, 32).requires_grad_(True)
+        gradient, = torch.autograd.grad(trainer.D(real).sum(), real)
+        return gradient.pow(2).flatten(1).sum(1).mean().item()
+    plain = input_gradient(small(tmp_path, epochs=3, precision="fp32"))
+    penalised = input_gradient(small(tmp_path, epochs=3, precision="fp32", r1_gamma=10.0, r1_every=1))
+    assert penalised < plain / 2
+
+
+def test_several_discriminator_steps_per_generator_step(tmp_path):
+    train(small(tmp_path, epochs=1, d_steps=4), progress=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    d_steps = [int(s["step"]) for s in state["d_optimizer"]["state"].values()]
+    g_steps = [int(s["step"]) for s in state["g_optimizer"]["state"].values()]
+    assert set(d_steps) == {8} and set(g_steps) == {2}
+    g_losses = [row["g_loss"] for row in read_losses(tmp_path / "run")]
+    assert g_losses[0:4] == [g_losses[0]] * 4 and g_losses[4] != g_losses[0], "G's loss is its last step's"
+
+
+def test_learning_rates_decay_linearly_to_zero_over_the_last_fraction_of_the_run(tmp_path):
+    trainer = Trainer(small(tmp_path, epochs=4, lr=1e-3, d_lr=2e-3, lr_decay=0.5), write=False, progress=False)
+    seen = []
+    step = trainer.default_step
+    trainer.default_step = lambda real, z: seen.append(
+        (trainer.d_optimizer.param_groups[0]["lr"], trainer.g_optimizer.param_groups[0]["lr"])) or step(real, z)
+    trainer.run()
+    total = 4 * 256 // 32
+    expected = [min(1.0, (1 - i / total) / 0.5) for i in range(total)]
+    assert [d for d, _ in seen] == pytest.approx([2e-3 * f for f in expected])
+    assert [g for _, g in seen] == pytest.approx([1e-3 * f for f in expected])
+    assert seen[15] == pytest.approx((2e-3, 1e-3)) and seen[-1][1] == pytest.approx(1e-3 / 16)
+
+
+def test_learning_rate_decay_follows_the_time_budget(tmp_path):
+    trainer = Trainer(small(tmp_path, epochs=1000, max_minutes=1.0, lr_decay=0.5), write=False, progress=False)
+    now = [0.0]
+    trainer.clock = lambda: now[0]
+    seen = []
+    step = trainer.default_step
+
+    def timed_step(real, z):
+        seen.append(trainer.g_optimizer.param_groups[0]["lr"])
+        now[0] += 6.0  # each step takes a tenth of the budget
+        return step(real, z)
+    trainer.default_step = timed_step
+    trainer.run()
+    assert seen == pytest.approx([2e-4] * 6 + [2e-4 * f for f in (0.8, 0.6, 0.4, 0.2)])
+
+
+@pytest.mark.parametrize("options", [
+    dict(augment="color,translation,cutout"),
+    dict(r1_gamma=1.0, r1_every=3, lr_decay=0.5),
+    dict(d_steps=3),
+])
+def test_recipe_flags_keep_runs_repeatable_and_resume_exactly(tmp_path, options):
+    full = train(small(tmp_path, "full", epochs=3, **options), progress=False)
+    again = train(small(tmp_path, "again", epochs=3, **options), progress=False)
+    assert again.losses == full.losses
+    # the same 3-epoch run (its learning-rate schedule knows the whole length) stopped early, as by Ctrl-C
+    stopped = Trainer(small(tmp_path, "split", epochs=3, **options), progress=False)
+    stopped.run(on_epoch=lambda epoch, samples: setattr(stopped, "_stop_signal", "SIGINT") if epoch == 2 else None)
+    assert 16 < stopped.step < 24
+    resumed = train(small(tmp_path, "split", epochs=3, **options), resume=True, progress=False)
+    assert resumed.losses == full.losses[stopped.step:]
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for net in ("generator", "discriminator"):
+        for k, v in a[net].items():
+            assert torch.equal(v, b[net][k]), (net, k)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--d-steps", "0", "d steps must be at least 1"), ("--r1-every", "0", "r1 every must be at least 1"),
+    ("--r1-gamma", "-1", "r1 gamma"), ("--lr-decay", "1.5", "lr decay must lie in"),
+    ("--augment", "rotate", "unknown augmentation 'rotate'"),
+])
+def test_bad_recipe_flags_are_usage_errors(capsys, flag, value, message):
+    from facegan.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["train", flag, value])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_seed_recipe_is_the_plain_method_whatever_the_defaults():
+    import dataclasses
+
+    import facegan.config as config_module
+    seed = TrainConfig.recipe("seed")
+    assert (seed.batch_size, seed.precision, seed.ema, seed.reuse_fake, seed.augment, seed.lr_decay,
+            seed.r1_gamma, seed.d_steps, seed.loss, seed.latent, seed.real_label) == \
+        (32, "fp32", 0.0, False, "", 0.0, 0.0, 1, "bce", "uniform", 0.9)
+    # every option the quality search touches is pinned by the seed recipe, so changing a default cannot leak in
+    searched = {"lr", "d_lr", "beta1", "beta2", "loss", "real_label", "latent", "d_norm", "d_steps", "lr_decay",
+                "augment", "r1_gamma", "ema", "batch_size", "precision"}
+    assert searched <= set(config_module.RECIPES["seed"])
+    assert set(config_module.RECIPES["seed"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    assert TrainConfig.recipe("facegan") == TrainConfig()
+    assert TrainConfig.recipe("seed", seed=3, batch_size=64).batch_size == 64
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        TrainConfig.recipe("fast")
+
+
+def test_cli_recipe_then_flags(tmp_path):
+    import json
+
+    from conftest import TINY
+    from facegan.cli import main
+    out = tmp_path / "seed"
+    assert main(["train", *TINY, "--recipe", "seed", "--batch-size", "16",
+                 "--epochs", "1", "--out", str(out)]) == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert (stored["precision"], stored["ema"], stored["reuse_fake"], stored["batch_size"]) == ("fp32", 0.0, False, 16)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--recipe", "seed", "--resume", "--out", str(out)])
+    assert stop.value.code == 2
