@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -34,6 +35,32 @@ from facegan.images import save_grid  # noqa: E402
 from facegan.metrics import evaluate  # noqa: E402
 from facegan.models import sample_latent  # noqa: E402
 from facegan.train import Trainer  # noqa: E402
+
+
+def prepare(data: str, eval_n: int, seed_files: bool = True) -> types.SimpleNamespace:
+    """The images both methods learn from and are scored against: the source re-encoded as 64x64 JPEG face crops
+    like the Udacity set, read back at 32x32, split into training images and ``eval_n`` held-out ones. With
+    ``seed_files`` the training images are also written as a folder for the seed method's ImageFolder."""
+    source = find_images(data)
+    train_index, held_out_index = split(load_images(data, 32, progress=False), eval_n)
+    folder = udacity_style_folder(data)
+    images = load_images(os.path.join(folder, "faces"), 32, progress=False, cache=False)
+    return types.SimpleNamespace(
+        train=images[train_index], held_out=images[held_out_index], folder=folder,
+        key=f"{source.fingerprint()}|held-out {eval_n}|udacity-style",
+        training_folder=udacity_style_folder(data, train_index) if seed_files else None)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['batch_size=128', 'augment=translation,cutout'] -> TrainConfig field values of the right types."""
+    hints = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    overrides = {}
+    for item in items:
+        name, value = item.split("=", 1)
+        kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(
+            str(hints[name]).split(" ")[0].replace("'", ""), str)
+        overrides[name] = kind(value)
+    return overrides
 
 
 def split(images: torch.Tensor, held_out: int, seed: int = 0):
@@ -127,23 +154,9 @@ def main() -> None:
                         help="score both methods at 1, 2, 5, 10 and 15 minutes (up to --minutes) and plot the curve")
     args = parser.parse_args()
 
-    # both methods learn from the same files: 64x64 JPEG face crops like the Udacity set
-    source = find_images(args.data)
-    train_index, held_out_index = split(load_images(args.data, 32, progress=False), args.eval_n)
-    folder = udacity_style_folder(args.data)
-    images = load_images(os.path.join(folder, "faces"), 32, progress=False, cache=False)
-    held_out = images[held_out_index]
-    key = f"{source.fingerprint()}|held-out {args.eval_n}|udacity-style"
-
-    hints = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    overrides = {}
-    for item in args.set:
-        name, value = item.split("=", 1)
-        kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(
-            str(hints[name]).split(" ")[0].replace("'", ""), str)
-        overrides[name] = kind(value)
+    data = prepare(args.data, args.eval_n, seed_files=not args.skip_seed)
+    overrides = parse_overrides(args.set)
     config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes, **overrides)
-    training_folder = udacity_style_folder(args.data, train_index)
 
     minutes = [m for m in (1, 2, 5, 10, 15) if m < args.minutes] + [args.minutes] if args.curve else [args.minutes]
     z = sample_latent(64, 100, generator=torch.Generator().manual_seed(0))
@@ -151,17 +164,17 @@ def main() -> None:
 
     def score(G):
         G.eval()
-        return evaluate(G, held_out, key=key, z_size=config.z_size, latent=config.latent,
+        return evaluate(G, data.held_out, key=data.key, z_size=config.z_size, latent=config.latent,
                         precision=args.fid_precision)
     curves = {}
     if not args.skip_seed:
         print("seed method", flush=True)
-        seed_run = SeedRun(training_folder)
+        seed_run = SeedRun(data.training_folder)
         curves["seed method"] = train_and_score(seed_run, minutes, score)
         with torch.no_grad():
             save_grid(seed_run.G.eval()(z), Path(args.grids) / "quality_seed.png")
     print("facegan default", flush=True)
-    facegan_run = FaceganRun(images[train_index], config)
+    facegan_run = FaceganRun(data.train, config)
     curves["facegan default"] = train_and_score(facegan_run, minutes, score)
     trainer = facegan_run.trainer
     save_grid(trainer.sample(z if config.latent == "uniform" else None), Path(args.grids) / "quality_facegan.png")
@@ -169,9 +182,10 @@ def main() -> None:
     if args.curve:
         plot_curve(curves, Path(args.grids) / "quality_curve.png")
 
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(training_folder, ignore_errors=True)
-    print(f"data: {args.data} as 64x64 JPEG face crops ({len(train_index)} training, {args.eval_n} held out); budget {args.minutes:g} min "
+    for folder in (data.folder, data.training_folder):
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"data: {args.data} as 64x64 JPEG face crops ({len(data.train)} training, {args.eval_n} held out); budget {args.minutes:g} min "
           f"per method; FID/KID on {args.eval_n} images, Inception in {args.fid_precision}")
     config = trainer.config  # with the batch size resolved for this device
     print(f"facegan: {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'} (batch {config.batch_size},"
