@@ -27,10 +27,10 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed
+from .augment import augment, parse_policy
 from .config import TrainConfig
 from .data import TensorBatches, load_images, to_signed
 from .health import HealthMonitor
-from .augment import augment, parse_policy
 from .images import save_grid
 from .models import build_network, discriminator_loss, generator_loss, sample_latent
 from .threads import ThreadTuner, available_cores, candidate_counts
@@ -351,7 +351,7 @@ class Trainer:
         the R1 penalty every ``r1_every`` steps. Returns d_loss, g_loss (the last generator step's), D(x) and
         D(G(z)) (the latter two D's mean probabilities, from the discriminator step)."""
         config, n = self.config, real.shape[0]
-        policy, see = self._augment_policy, self._seen_by_D
+        see = self._seen_by_D
         g_turn = self.step % config.d_steps == 0
         r1_turn = config.r1_gamma > 0 and self.step % config.r1_every == 0
         if r1_turn:
