@@ -99,7 +99,7 @@ def test_r1_penalty_is_the_squared_input_gradient_and_applied_lazily(tmp_path):
     logits = trainer.D(real)
     penalty = trainer._r1_penalty(logits, real)
     gradient, = torch.autograd.grad(trainer.D(real).sum(), real)
-    assert penalty.item() == pytest.approx(10.0 / 2 * gradient.pow(2).sum() / 4 * 4, rel=1e-4)
+    assert penalty.item() == pytest.approx(10.0 / 2 * gradient.pow(2).sum().item() / 4 * 4, rel=1e-4)
 
     applied = []
     original = trainer._r1_penalty
