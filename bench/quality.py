@@ -23,6 +23,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -71,8 +72,9 @@ def split(images: torch.Tensor, held_out: int, seed: int = 0):
 class SeedRun:
     """The seed method, trained in stretches: ``train_until(seconds)`` continues up to that much training time."""
 
-    def __init__(self, folder: str):
-        self.method, self.loader = SeedMethod(), seed_loader(folder)
+    def __init__(self, folder: str, seed: int = 0):
+        np.random.seed(seed)  # the seed method draws its latents with NumPy
+        self.method, self.loader = SeedMethod(seed=seed), seed_loader(folder)  # after SeedMethod seeds the shuffle
         self.seen, self.trained = 0, 0.0
         self._batches = self._forever()
 

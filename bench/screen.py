@@ -5,7 +5,9 @@ bench/quality.py, scored by FID against the same held-out images, and summarised
         --candidate "default" --candidate "diffaugment augment=translation,cutout" --log screen.jsonl
 
 A candidate is a name followed by TrainConfig overrides (FIELD=VALUE, space-separated); "default" alone is facegan's
-defaults. Runs go one at a time, candidates in the inner loop (so a slow phase of the host hits every candidate
+defaults. ``also_ema=D`` (repeatable) scores the same run a second time through a moving average of decay D kept
+beside the run's own: the EMA decay changes only what is sampled, never the training, so one run measures both and
+the comparison is free of seed noise. ``--seed-method`` adds the seed method (the Udacity loop) to each seed's runs. Runs go one at a time, candidates in the inner loop (so a slow phase of the host hits every candidate
 alike rather than one), and each result is appended to --log as it comes, so an interrupted screen keeps what it
 measured; runs already in the log are skipped on a re-run. A run during which another process used the CPU is
 marked CONTAMINATED and left out of the means.
@@ -19,19 +21,48 @@ import os
 import shutil
 import statistics
 import sys
+import types
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import CpuWatch  # noqa: E402
-from quality import FaceganRun, parse_overrides, prepare  # noqa: E402
+from quality import FaceganRun, SeedRun, parse_overrides, plot_curve, prepare  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.metrics import evaluate  # noqa: E402
+from facegan.train import EMA, autocast  # noqa: E402
 
 
-def parse_candidate(text: str) -> tuple[str, dict]:
+def parse_candidate(text: str) -> tuple[str, dict, list[float]]:
+    """'lr4e-4 lr=4e-4 also_ema=0.9995' -> ('lr4e-4', {'lr': 0.0004}, [0.9995])."""
     name, *settings = text.split()
-    return name, parse_overrides(settings)
+    also_ema = [float(item.split("=", 1)[1]) for item in settings if item.startswith("also_ema=")]
+    return name, parse_overrides([item for item in settings if not item.startswith("also_ema=")]), also_ema
+
+
+def keep_extra_emas(trainer, decays: list[float]) -> list[EMA]:
+    """Moving averages of the trainer's generator at other decays, updated after every step like its own."""
+    emas = [EMA(trainer.G, decay) for decay in decays]
+    train_step = trainer.train_step
+
+    def step_and_average(real):
+        values = train_step(real)
+        for ema in emas:
+            ema.update(trainer.G, trainer.step)
+        return values
+    trainer.train_step = step_and_average
+    return emas
+
+
+def worst(notes: list[str]) -> str:
+    """The CPU note of a run trained in stretches: contaminated if any stretch was."""
+    return next((n for n in notes if "CONTAMINATED" in n), notes[-1])
+
+
+def calibrated(trainer, ema: EMA):
+    with autocast(trainer.device, trainer.config.precision):
+        ema.calibrate(trainer.calibration_z)
+    return ema.model.eval()
 
 
 def summarise(results: list[dict]) -> list[tuple[str, str, list[float], float, float]]:
@@ -55,44 +86,104 @@ def main() -> None:
                         help="a candidate: its name, then TrainConfig overrides (repeatable)")
     parser.add_argument("--eval-n", type=int, default=2000, help="held-out real images and generated images")
     parser.add_argument("--log", default="screen.jsonl", help="results, a JSON line per run (appended)")
+    parser.add_argument("--seed-method", action="store_true", help="also train the seed method with each seed")
+    parser.add_argument("--curve", nargs="+", default=[], metavar="NAME",
+                        help="candidates (or 'seed method') also scored at 1, 2, 5 and 10 minutes, plotted to --plot")
+    parser.add_argument("--curve-seed", type=int, default=0, help="the seed of the --curve runs (default: 0)")
+    parser.add_argument("--plot", default="assets/quality_curve.png", help="where --curve draws the curve")
+    parser.add_argument("--report", action="store_true", help="train nothing: print the table (and plot) from --log")
     args = parser.parse_args()
 
     candidates = [parse_candidate(text) for text in args.candidate]
-    for _, overrides in candidates:
+    for _, overrides, _ in candidates:
         TrainConfig(**overrides).validate()  # a typo fails now, not an hour in
     log = Path(args.log)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    data = prepare(args.data, args.eval_n, seed_files=False)
+    data = None if args.report else prepare(args.data, args.eval_n, seed_files=args.seed_method)
+    runs = candidates + ([("seed method", None, [])] if args.seed_method else [])
+    unknown = set(args.curve) - {name for name, _, _ in runs}
+    if unknown:
+        parser.error(f"--curve names no candidate: {', '.join(sorted(unknown))}")
+
+    def logged(name, settings, seed):
+        return any(r["candidate"] == name and r["settings"] == settings and r["seed"] == seed
+                   and r["minutes"] == args.minutes for r in done)
+
+    def curve_points(name, seed):
+        """Training minutes at which a run is scored: the budget, and for --curve runs 1, 2, 5 and 10 on the way."""
+        if seed == args.curve_seed and name in args.curve:
+            return [m for m in (1, 2, 5, 10) if m < args.minutes] + [args.minutes]
+        return [args.minutes]
+
+    def record(name, settings, seed, G, run, note, config=None, minutes=None):
+        scores = evaluate(G, data.held_out, key=data.key, z_size=config.z_size if config else 100,
+                          latent=config.latent if config else "uniform", precision="bf16")
+        result = {"candidate": name, "settings": settings, "seed": seed, "minutes": minutes or args.minutes,
+                  "images_seen": run.seen, "steps": getattr(getattr(run, "trainer", None), "step", None),
+                  "fid": round(scores.fid, 3), "kid": round(scores.kid, 6),
+                  "cpu": note, "clean": "CONTAMINATED" not in note,
+                  "config": dataclasses.asdict(config) if config else None}
+        done.append(result)
+        with open(log, "a") as f:
+            f.write(json.dumps(result) + "\n")
+        print(f"{name} seed {seed}: FID {scores.fid:.2f} after {result['minutes']:g} min, {run.seen} images "
+              f"({note})", flush=True)
+
     try:
-        for seed in args.seeds:
-            for name, overrides in candidates:
+        for seed in [] if args.report else args.seeds:
+            for name, overrides, also_ema in runs:
+                if overrides is None:  # the seed method
+                    if logged(name, "Udacity loop", seed):
+                        continue
+                    run, notes = SeedRun(data.training_folder, seed), []
+                    for m in curve_points(name, seed):
+                        with CpuWatch() as watch:
+                            run.train_until(m * 60)
+                        notes.append(watch.note())
+                        record(name, "Udacity loop", seed, run.G.eval(), run, worst(notes), minutes=m)
+                    continue
                 settings = " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
-                if any(r["candidate"] == name and r["settings"] == settings and r["seed"] == seed
-                       and r["minutes"] == args.minutes for r in done):
+                extra = [(f"{name}+ema{d:g}", f"{settings} ema={d:g}".replace("defaults ", ""), d) for d in also_ema]
+                if logged(name, settings, seed) and all(logged(n, s, seed) for n, s, _ in extra):
                     continue
                 config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes,
                                      **{**overrides, "seed": seed})
                 run = FaceganRun(data.train, config)
-                with CpuWatch() as watch:
-                    run.train_until(args.minutes * 60)
-                G = run.G.eval()
-                scores = evaluate(G, data.held_out, key=data.key, z_size=config.z_size, latent=config.latent,
-                                  precision="bf16")
-                record = {"candidate": name, "settings": settings, "seed": seed, "minutes": args.minutes,
-                          "images_seen": run.seen, "steps": run.trainer.step, "fid": round(scores.fid, 3),
-                          "kid": round(scores.kid, 6), "cpu": watch.note(), "clean": "CONTAMINATED" not in watch.note(),
-                          "config": dataclasses.asdict(run.trainer.config)}
-                done.append(record)
-                with open(log, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                print(f"{name} seed {seed}: FID {scores.fid:.2f} after {run.seen} images ({watch.note()})", flush=True)
+                emas, notes = keep_extra_emas(run.trainer, [d for _, _, d in extra]), []
+                for m in curve_points(name, seed):
+                    with CpuWatch() as watch:
+                        run.train_until(m * 60)
+                    notes.append(watch.note())
+                    record(name, settings, seed, run.G.eval(), run, worst(notes), run.trainer.config, m)
+                for (extra_name, extra_settings, decay), ema in zip(extra, emas):
+                    record(extra_name, extra_settings, seed, calibrated(run.trainer, ema), run, worst(notes),
+                           dataclasses.replace(run.trainer.config, ema=decay))
     finally:
-        shutil.rmtree(data.folder, ignore_errors=True)
+        for folder in (data.folder, data.training_folder) if data else ():
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
     print(f"\n{args.minutes:g} min per run on {args.data}; FID against {args.eval_n} held-out images")
     print(f"{'candidate':<16}{'settings':<44}{'FID by seed':<22}{'mean':>8}{'spread':>8}")
     for name, settings, fids, mean, spread in summarise([r for r in done if r["minutes"] == args.minutes]):
         print(f"{name:<16}{settings:<44}{' '.join(f'{f:.2f}' for f in fids):<22}{mean:>8.2f}{spread:>8.2f}")
+
+    def label(name):
+        if name == "seed method":
+            return "the seed method (Udacity loop)"
+        settings = next(r["settings"] for r in done if r["candidate"] == name)
+        return "facegan's default" if settings == "defaults" else f"facegan, {settings}"
+
+    if args.curve:
+        curves = {}
+        for name in args.curve:
+            points = {r["minutes"]: r for r in done if r["candidate"] == name and r["seed"] == args.curve_seed}
+            curves[label(name)] = [(m, r["images_seen"], types.SimpleNamespace(fid=r["fid"]), r["cpu"])
+                                   for m, r in sorted(points.items())]
+        plot_curve(curves, Path(args.plot))
+        print(f"\ncurve (seed {args.curve_seed}), FID by training minutes: {args.plot}")
+        for name, points in curves.items():
+            print(f"{name:<32}" + "  ".join(f"{m:g} min {s.fid:.2f}" for m, _, s, _ in points))
     dirty = [r for r in done if not r["clean"]]
     if dirty:
         names = ", ".join(f"{r['candidate']} seed {r['seed']}" for r in dirty)
