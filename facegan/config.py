@@ -52,7 +52,7 @@ class TrainConfig:
         "stop cleanly after this many minutes, writing the checkpoint and samples"))
     batch_size: int | None = field(default=None, metadata=_opt(
         "images per step, per process with torchrun (default: 64 on the CPU, 256 on a GPU)"))
-    lr: float = field(default=2e-4, metadata=_opt("Adam learning rate of the generator (and of the "
+    lr: float = field(default=4e-4, metadata=_opt("Adam learning rate of the generator (and of the "
                                                   "discriminator unless --d-lr is given)"))
     d_lr: float | None = field(default=None, metadata=_opt(
         "Adam learning rate of the discriminator, for two time-scale updates (default: --lr)"))
@@ -94,7 +94,7 @@ class TrainConfig:
         "now and measure again as the load changes (a fixed number is bit-for-bit repeatable; auto is not)"))
 
     # better samples per unit of compute
-    ema: float = field(default=0.999, metadata=_opt(
+    ema: float = field(default=0.9995, metadata=_opt(
         "decay of the exponential moving average of the generator's weights used for samples, evaluation and "
         "export (0 = off)"))
 

@@ -157,7 +157,8 @@ def test_learning_rate_decay_follows_the_time_budget(tmp_path):
         return step(real, z)
     trainer.default_step = timed_step
     trainer.run()
-    assert seen == pytest.approx([2e-4] * 6 + [2e-4 * f for f in (0.8, 0.6, 0.4, 0.2)])
+    lr = trainer.config.lr
+    assert seen == pytest.approx([lr] * 6 + [lr * f for f in (0.8, 0.6, 0.4, 0.2)])
 
 
 @pytest.mark.parametrize("options", [

@@ -41,7 +41,9 @@ def test_training_learns_something(tmp_path):
     from facegan.data import load_images
     images = load_images("synthetic", 32, synthetic_count=512)
     real_mean = (images.float() / 127.5 - 1).mean((0, 2, 3))
-    config = small(tmp_path, synthetic_count=512, epochs=6, d_conv_dim=16, g_conv_dim=16, ema=0.0)
+    # the paper's learning rate: this checks the direction of the gradients on tiny networks at batch 32, where
+    # the colour statistic after 96 steps swings from seed to seed (facegan's 4e-4 is measured at batch 64, README)
+    config = small(tmp_path, synthetic_count=512, epochs=6, d_conv_dim=16, g_conv_dim=16, ema=0.0, lr=2e-4)
     trainer = Trainer(config, images=images, progress=False, write=False)
     before = (trainer.sample().mean((0, 2, 3)) - real_mean).abs().sum()
     trainer.run()
