@@ -7,8 +7,9 @@ bench/quality.py, scored by FID against the same held-out images, and summarised
 A candidate is a name followed by TrainConfig overrides (FIELD=VALUE, space-separated); "default" alone is facegan's
 defaults. ``also_ema=D`` (repeatable) scores the same run a second time through a moving average of decay D kept
 beside the run's own: the EMA decay changes only what is sampled, never the training, so one run measures both and
-the comparison is free of seed noise. ``--seed-method`` adds the seed method (the Udacity loop) to each seed's runs. Runs go one at a time, candidates in the inner loop (so a slow phase of the host hits every candidate
-alike rather than one), and each result is appended to --log as it comes, so an interrupted screen keeps what it
+the comparison is free of seed noise. ``--seed-method`` adds the seed method (the Udacity loop) to each seed's runs.
+Runs go one at a time, candidates in the inner loop (so a slow phase of the host hits every candidate alike rather
+than one), and each result is appended to --log as it comes, so an interrupted screen keeps what it
 measured; runs already in the log are skipped on a re-run. A run during which another process used the CPU is
 marked CONTAMINATED and left out of the means.
 """
@@ -30,7 +31,7 @@ from quality import FaceganRun, SeedRun, parse_overrides, plot_curve, prepare  #
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.metrics import evaluate  # noqa: E402
-from facegan.train import EMA, autocast  # noqa: E402
+from facegan.train import EMA  # noqa: E402
 
 
 def parse_candidate(text: str) -> tuple[str, dict, list[float]]:
@@ -58,11 +59,6 @@ def worst(notes: list[str]) -> str:
     """The CPU note of a run trained in stretches: contaminated if any stretch was."""
     return next((n for n in notes if "CONTAMINATED" in n), notes[-1])
 
-
-def calibrated(trainer, ema: EMA):
-    with autocast(trainer.device, trainer.config.precision):
-        ema.calibrate(trainer.calibration_z)
-    return ema.model.eval()
 
 
 def summarise(results: list[dict]) -> list[tuple[str, str, list[float], float, float]]:
@@ -156,8 +152,8 @@ def main() -> None:
                     notes.append(watch.note())
                     record(name, settings, seed, run.G.eval(), run, worst(notes), run.trainer.config, m)
                 for (extra_name, extra_settings, decay), ema in zip(extra, emas):
-                    record(extra_name, extra_settings, seed, calibrated(run.trainer, ema), run, worst(notes),
-                           dataclasses.replace(run.trainer.config, ema=decay))
+                    record(extra_name, extra_settings, seed, run.trainer.calibrated(ema).eval(), run,
+                           worst(notes), dataclasses.replace(run.trainer.config, ema=decay))
     finally:
         for folder in (data.folder, data.training_folder) if data else ():
             if folder:

@@ -317,9 +317,13 @@ class Trainer:
         """The generator to draw with: the moving average (its BatchNorm statistics re-measured) when enabled."""
         if self.ema is None:
             return ckpt.unwrap(self.G)
+        return self.calibrated(self.ema)
+
+    def calibrated(self, ema: EMA) -> nn.Module:
+        """``ema``'s generator with its BatchNorm statistics re-measured on the fixed calibration latents."""
         with autocast(self.device, self.config.precision):
-            self.ema.calibrate(self.calibration_z)
-        return self.ema.model
+            ema.calibrate(self.calibration_z)
+        return ema.model
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:

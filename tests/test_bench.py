@@ -7,7 +7,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
-from screen import calibrated, keep_extra_emas, parse_candidate, summarise  # noqa: E402
+from screen import keep_extra_emas, parse_candidate, summarise  # noqa: E402
 
 from facegan.train import Trainer  # noqa: E402
 
@@ -30,7 +30,7 @@ def test_an_extra_ema_at_the_runs_own_decay_is_the_runs_own_ema(tmp_path):
         assert torch.equal(mine, theirs)
     assert any(not torch.equal(a, b) for a, b in zip(other.model.parameters(), trainer.ema.model.parameters()))
     # scored like the run's own: BatchNorm statistics re-measured for the averaged weights, in eval mode
-    own, extra = trainer.sample_model(), calibrated(trainer, same)
+    own, extra = trainer.sample_model(), trainer.calibrated(same)
     assert not extra.training
     for a, b in zip(own.buffers(), extra.buffers()):
         assert torch.equal(a, b)
