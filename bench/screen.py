@@ -85,7 +85,8 @@ def main() -> None:
     parser.add_argument("--seed-method", action="store_true", help="also train the seed method with each seed")
     parser.add_argument("--curve", nargs="+", default=[], metavar="NAME",
                         help="candidates (or 'seed method') also scored at 1, 2, 5 and 10 minutes, plotted to --plot")
-    parser.add_argument("--curve-seed", type=int, default=0, help="the seed of the --curve runs (default: 0)")
+    parser.add_argument("--curve-seed", type=int, nargs="+", default=[0],
+                        help="seeds whose --curve runs are scored on the way; the first is plotted (default: 0)")
     parser.add_argument("--plot", default="assets/quality_curve.png", help="where --curve draws the curve")
     parser.add_argument("--report", action="store_true", help="train nothing: print the table (and plot) from --log")
     args = parser.parse_args()
@@ -107,7 +108,7 @@ def main() -> None:
 
     def curve_points(name, seed):
         """Training minutes at which a run is scored: the budget, and for --curve runs 1, 2, 5 and 10 on the way."""
-        if seed == args.curve_seed and name in args.curve:
+        if seed in args.curve_seed and name in args.curve:
             return [m for m in (1, 2, 5, 10) if m < args.minutes] + [args.minutes]
         return [args.minutes]
 
@@ -173,11 +174,11 @@ def main() -> None:
     if args.curve:
         curves = {}
         for name in args.curve:
-            points = {r["minutes"]: r for r in done if r["candidate"] == name and r["seed"] == args.curve_seed}
+            points = {r["minutes"]: r for r in done if r["candidate"] == name and r["seed"] == args.curve_seed[0]}
             curves[label(name)] = [(m, r["images_seen"], types.SimpleNamespace(fid=r["fid"]), r["cpu"])
                                    for m, r in sorted(points.items())]
         plot_curve(curves, Path(args.plot))
-        print(f"\ncurve (seed {args.curve_seed}), FID by training minutes: {args.plot}")
+        print(f"\ncurve (seed {args.curve_seed[0]}), FID by training minutes: {args.plot}")
         for name, points in curves.items():
             print(f"{name:<32}" + "  ".join(f"{m:g} min {s.fid:.2f}" for m, _, s, _ in points))
     dirty = [r for r in done if not r["clean"]]

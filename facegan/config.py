@@ -84,6 +84,9 @@ class TrainConfig:
     channels_last: bool = field(default=True, metadata=_opt("channels-last memory layout for convolutions"))
     reuse_fake: bool = field(default=True, metadata=_opt(
         "let the generator step reuse the fakes the discriminator just saw instead of drawing new ones"))
+    one_d_pass: bool = field(default=True, metadata=_opt(
+        "run the discriminator once over the real and the fake batch stacked (BatchNorm still normalises each "
+        "apart, so the arithmetic is unchanged) instead of once per batch: fewer, larger convolution calls"))
     sync_bn: bool = field(default=False, metadata=_opt(
         "with several GPUs (torchrun): BatchNorm statistics over the global batch instead of each GPU's share"))
     deterministic: bool = field(default=False, metadata=_opt(

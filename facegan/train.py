@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .data import TensorBatches, load_images, to_signed
 from .health import HealthMonitor
 from .images import save_grid
-from .models import build_network, discriminator_loss, generator_loss, sample_latent
+from .models import Discriminator, build_network, discriminator_loss, generator_loss, sample_latent
 from .threads import ThreadTuner, available_cores, candidate_counts
 
 # d_real and d_fake are D's mean probability that a real image is real, D(x), and that a fake one is, D(G(z)) (as
@@ -366,7 +366,7 @@ class Trainer:
             else:  # these fakes only train D: no graph through G is needed
                 with torch.no_grad():
                     fake = ckpt.unwrap(self.G)(z)
-            real_logits, fake_logits = self.D(see(real)), self.D(see(fake.detach()))
+            real_logits, fake_logits = self._discriminate(see(real), see(fake.detach()))
             d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.real_label)
         if r1_turn:
             d_loss = d_loss + self._r1_penalty(real_logits, real)
@@ -397,6 +397,17 @@ class Trainer:
         self.g_optimizer.step()
         self._last_g_loss = g_loss.detach()
         return d_loss.detach(), self._last_g_loss, d_real, d_fake
+
+    def _discriminate(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on the real and on the fake batch. With ``one_d_pass`` and facegan's BatchNorm discriminator
+        both go through in one pass (``parts=2``: each conv runs once over both, BatchNorm still normalises each
+        batch apart, so the logits are those of two passes); any other D gets two passes. (A spectrally normalised
+        D would advance its power iteration once instead of twice, so it keeps two passes too.)"""
+        plain = ckpt.unwrap(self.D)
+        if (self.config.one_d_pass and isinstance(plain, Discriminator) and plain.norm == "batch"
+                and real.shape == fake.shape):
+            return self.D(torch.cat([real, fake]), parts=2).chunk(2)
+        return self.D(real), self.D(fake)
 
     def _seen_by_D(self, images: torch.Tensor) -> torch.Tensor:
         """What D is shown of ``images``: themselves, or a DiffAugment view drawn from the run's noise."""

@@ -173,3 +173,25 @@ def test_spectral_discriminator_holds_each_layer_at_unit_norm():
     assert D(torch.rand(4, 3, 32, 32)).shape == (4, 1)
     with pytest.raises(ValueError, match="unknown discriminator norm"):
         Discriminator(8, norm="layer")
+
+
+@pytest.mark.parametrize("arch", ["seed4", "seed3"])
+def test_one_pass_over_two_batches_equals_two_passes(arch):
+    """parts=2 stacks the reals and the fakes for the convs but normalises each batch apart, in the same order: the
+    logits, the gradients and BatchNorm's running statistics are those of two separate passes."""
+    torch.manual_seed(0)
+    one, two = Discriminator(8, arch=arch), Discriminator(8, arch=arch)
+    two.load_state_dict(one.state_dict())
+    real, fake = torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32) * 0.5 + 0.3
+    together = one(torch.cat([real, fake]), parts=2)
+    apart = torch.cat([two(real), two(fake)])
+    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)
+    together.square().sum().backward()
+    apart.square().sum().backward()
+    for (name, a), b in zip(one.named_parameters(), two.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    for (name, a), b in zip(one.named_buffers(), two.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+    # the stacked batch normalised as one would be a different network: the test above can tell
+    mixed = two(torch.cat([real, fake]))
+    assert not torch.allclose(mixed, apart, atol=1e-3)

@@ -204,3 +204,58 @@ def test_ema_is_used_for_samples_and_saved(tmp_path):
     assert torch.equal(G.fc.weight, state["generator_ema"]["fc.weight"])
     no_ema = train(small(tmp_path, "plain", epochs=1, ema=0.0), progress=False)
     assert no_ema.G_ema is None and "generator_ema" not in load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+
+
+def d_calls(trainer):
+    """Counts the calls of the trainer's discriminator, with the number of images each got."""
+    calls, forward = [], trainer.D.forward
+
+    def counting(x, *args, **kwargs):
+        calls.append(x.shape[0])
+        return forward(x, *args, **kwargs)
+    trainer.D.forward = counting
+    return calls
+
+
+def test_one_discriminator_pass_trains_like_two(tmp_path):
+    """one_d_pass runs D once over reals and fakes stacked: in fp32 the run matches two passes per step up to
+    summation order, and D is called once (2 x batch) in its step and once (batch) in G's. (Four steps: later, Adam,
+    which divides tiny gradients by their own size, blows rounding differences up within a few steps; two passes
+    at 1 thread against 2 threads part the same way.)"""
+    runs = {}
+    for one_pass in (True, False):
+        config = small(tmp_path, str(one_pass), precision="fp32", one_d_pass=one_pass, synthetic_count=128,
+                       epochs=1)
+        trainer = Trainer(config, progress=False)
+        calls = d_calls(trainer)
+        result = trainer.run()
+        runs[one_pass] = trainer, result, calls
+    assert runs[True][2] == [64, 32] * 4 and runs[False][2] == [32, 32, 32] * 4
+    for a, b in zip(runs[True][1].losses, runs[False][1].losses):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-5)
+    for net in ("G", "D"):
+        together, apart = (getattr(runs[one_pass][0], net).state_dict() for one_pass in (True, False))
+        for name, value in together.items():
+            torch.testing.assert_close(value, apart[name], rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
+
+
+def test_other_discriminators_get_two_passes(tmp_path):
+    """A spectrally normalised D (its power iteration advances per pass) and a user's D keep one pass per batch."""
+    from facegan.models import Discriminator, Generator
+    spectral = Trainer(small(tmp_path, "spectral", epochs=1, d_norm="spectral"), progress=False)
+    calls = d_calls(spectral)
+    spectral.run()
+    assert set(calls) == {32}
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = Discriminator(8)
+
+        def forward(self, x):
+            return self.net(x)
+    D, G = Plain(), Generator(16, 8)
+    user = Trainer(small(tmp_path, "user", epochs=1), D=D, G=G, progress=False)
+    calls = d_calls(user)
+    user.run()
+    assert set(calls) == {32}
