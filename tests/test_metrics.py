@@ -139,11 +139,11 @@ def test_cli_evaluate_and_evaluation_during_training(tmp_path, capsys):
 
 
 def test_auto_precision_is_bf16_only_on_cpus_with_bf16_units(monkeypatch):
-    monkeypatch.setattr(metrics, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(metrics, "cpu_has_native_bf16", lambda: True)
     assert metrics.resolve_precision("auto", "cpu") == "bf16"
     assert metrics.resolve_precision("auto", "cuda") == "fp32"
     assert metrics.resolve_precision("fp32", "cpu") == "fp32"
-    monkeypatch.setattr(metrics, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(metrics, "cpu_has_native_bf16", lambda: False)
     assert metrics.resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(ValueError, match="unknown precision"):
         metrics.resolve_precision("fp16", "cpu")

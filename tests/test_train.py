@@ -6,6 +6,7 @@ import torch
 
 from facegan.checkpoint import load_checkpoint
 from facegan.config import TrainConfig
+from facegan.precision import training_precision
 from facegan.train import Trainer, TrainingError, pick_device, read_losses, train
 
 
@@ -23,7 +24,9 @@ def test_short_run_writes_the_run_directory(tmp_path):
     out = tmp_path / "run"
     assert result.stopped == "finished" and len(result.losses) == 2 * (256 // 32)
     assert all(math.isfinite(d) and math.isfinite(g) for d, g in result.losses)
-    assert json.loads((out / "config.json").read_text()) == config.to_dict()
+    # the record says which arithmetic ran: --precision auto is stored as what it chose on this machine
+    used = training_precision("auto", "cpu")
+    assert json.loads((out / "config.json").read_text()) == {**config.to_dict(), "precision": used}
     rows = read_losses(out)
     assert [r["step"] for r in rows] == list(range(1, 17))
     assert [r["epoch"] for r in rows] == [1] * 8 + [2] * 8
@@ -184,6 +187,14 @@ def test_ema_averages_weights_and_remeasures_batchnorm(tmp_path):
     ema.update(G, step=0)  # warm-up: decay (1 + 0) / (10 + 0) = 0.1
     for p_ema, p0 in zip(ema.model.parameters(), start):
         assert torch.allclose(p_ema, p0 + 0.1 + 0.9 * 0.9, atol=1e-5)
+    # a shorter warm-up constant averages over more of the run: decay (1 + 0) / (3 + 0) = 1/3 at step 0
+    slow = EMA(G, decay=0.9, warmup=3)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(3.0)
+    slow.update(G, step=0)
+    for p_ema, p0 in zip(slow.model.parameters(), start):
+        assert torch.allclose(p_ema, p0 + 1.0 + 3.0 * 2 / 3, atol=1e-5)
     # calibration: running statistics become the batch statistics of the averaged weights on the given latents
     z = [torch.rand(64, 16) * 2 - 1]
     ema.calibrate(z)
