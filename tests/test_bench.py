@@ -7,28 +7,36 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
-from screen import keep_extra_emas, parse_candidate, summarise  # noqa: E402
+from screen import extra_average, keep_extra_emas, parse_candidate, summarise  # noqa: E402
 
 from facegan.train import Trainer  # noqa: E402
 
 from test_train import small  # noqa: E402
 
 
-def test_a_candidate_is_a_name_overrides_and_extra_ema_decays():
+def test_a_candidate_is_a_name_overrides_and_extra_averages():
     assert parse_candidate("default") == ("default", {}, [])
-    assert parse_candidate("fast lr=4e-4 loss=hinge also_ema=0.9995 also_ema=0.99") == (
-        "fast", {"lr": 4e-4, "loss": "hinge"}, [0.9995, 0.99])
+    assert parse_candidate("fast lr=4e-4 loss=hinge also_ema=0.9995 also_ema=0.99 also_ema=0.9999:3") == (
+        "fast", {"lr": 4e-4, "loss": "hinge"}, [(0.9995, 10.0), (0.99, 10.0), (0.9999, 3.0)])
+
+
+def test_an_extra_average_is_logged_under_the_settings_that_would_train_it():
+    assert extra_average("default", "defaults", 0.9995, 10.0) == ("default+ema0.9995", "ema=0.9995", (0.9995, 10.0))
+    assert extra_average("lr4e-4", "lr=0.0004", 0.9999, 3.0) == (
+        "lr4e-4+ema0.9999:3", "lr=0.0004 ema=0.9999 ema_warmup=3", (0.9999, 3.0))
 
 
 def test_an_extra_ema_at_the_runs_own_decay_is_the_runs_own_ema(tmp_path):
     """The extra average must see exactly the updates the trainer's own does; at another decay it must differ."""
-    trainer = Trainer(small(tmp_path, ema=0.9, epochs=1), progress=False, write=False)
-    same, other = keep_extra_emas(trainer, [0.9, 0.05])  # 0.05: below the warm-up from step 0
+    trainer = Trainer(small(tmp_path, ema=0.9, ema_warmup=3, epochs=1), progress=False, write=False)
+    # 0.05: below the warm-up from step 0; warm-up 10: a smaller decay than warm-up 3 until step 16
+    same, other, other_warmup = keep_extra_emas(trainer, [(0.9, 3.0), (0.05, 3.0), (0.9, 10.0)])
     trainer.run()
     assert trainer.step == 8
     for mine, theirs in zip(same.model.parameters(), trainer.ema.model.parameters()):
         assert torch.equal(mine, theirs)
-    assert any(not torch.equal(a, b) for a, b in zip(other.model.parameters(), trainer.ema.model.parameters()))
+    for differs in (other, other_warmup):
+        assert any(not torch.equal(a, b) for a, b in zip(differs.model.parameters(), trainer.ema.model.parameters()))
     # scored like the run's own: BatchNorm statistics re-measured for the averaged weights, in eval mode
     own, extra = trainer.sample_model(), trainer.calibrated(same)
     assert not extra.training
@@ -48,7 +56,38 @@ def test_the_summary_ranks_clean_runs_by_mean_and_leaves_contaminated_ones_out()
     assert table[1][2:] == ([40.0, 44.0], 42.0, 2.0)
 
 
-@pytest.mark.parametrize("text", ["typo lr=fast", "typo unknown_field=1"])
+@pytest.mark.parametrize("text", ["typo lr=fast", "typo unknown_field=1", "bad also_ema=1.5",
+                                  "bad also_ema=0.999:1", "bad also_ema=0.999:x"])
 def test_a_bad_candidate_fails_when_parsed(text):
     with pytest.raises((ValueError, KeyError)):
         parse_candidate(text)
+
+
+def test_every_speed_lever_builds_a_trainer_that_trains(tmp_path):
+    """bench/levers.py's table is only as good as its levers: each must be a valid config whose patched Trainer
+    takes a step and still learns (compilation is left out here: it takes a minute and is torch's to test)."""
+    from levers import LEVERS
+    from facegan.data import TensorBatches
+    for name, (_, overrides, patch) in LEVERS.items():
+        if name.startswith("compile"):
+            continue
+        config = small(tmp_path, **{"threads": "2", **overrides})
+        trainer = Trainer(config, progress=False, write=False)
+        if patch:
+            patch(trainer)
+        before = [p.clone() for p in trainer.G.parameters()]
+        batches = TensorBatches(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8), 16, device=trainer.device,
+                                channels_last=trainer.config.channels_last)
+        d_loss, g_loss = trainer.train_step(next(batches.epoch(0)))[:2]
+        assert torch.isfinite(torch.as_tensor(d_loss)) and torch.isfinite(torch.as_tensor(g_loss)), name
+        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters())), name
+
+
+def test_the_lever_bench_prints_a_row_per_lever(capsys):
+    """End to end on generated faces, a fraction of a second per round: the table comes out, default first."""
+    from levers import main
+    main(["--seconds", "0.2", "--rounds", "1", "--only", "default", "nchw", "no-onednn"])
+    printed = capsys.readouterr().out
+    rows = [line.split()[0] for line in printed.splitlines()[-3:]]
+    assert rows == ["default", "nchw", "no-onednn"], printed
+    assert "MFLOP/image" in printed and "share = of" in printed

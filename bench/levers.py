@@ -1,0 +1,155 @@
+"""Each speed lever of facegan's default step, switched off (or a candidate switched on) one at a time, measured
+side by side with the default in alternating rounds on the same data and machine.
+
+    python bench/levers.py --data ../shared/data/celeba_aligned_10k.zip [--seconds 10] [--rounds 4]
+    python bench/levers.py --only default compile   # a subset, by the names in the first column
+
+Prints images/s per round, the best round, the ratio to the default's best, the share of this machine's fastest
+matmul rate (bf16 where the CPU has bf16 units, fp32 where bf16 is emulated; measured in the same run) that the
+default's arithmetic per image reaches at that speed, and the median round with its ratio. A lever that is the default's own setting on this machine
+(bf16 or fp32, whichever ``--precision auto`` picked) is left out. Every round records the CPU other processes
+used; a round with company is marked and left out of the best.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from common import CpuWatch  # noqa: E402
+from throughput import matmul_rate, step_flops_per_image  # noqa: E402
+
+from facegan.config import TrainConfig  # noqa: E402
+from facegan.data import TensorBatches, load_images  # noqa: E402
+from facegan.synthetic import draw_faces  # noqa: E402
+from facegan.train import Trainer  # noqa: E402
+
+
+def unfused_adam(trainer: Trainer) -> None:
+    for name in ("d_optimizer", "g_optimizer"):
+        net = trainer.D if name == "d_optimizer" else trainer.G
+        old = getattr(trainer, name)
+        setattr(trainer, name, torch.optim.Adam(net.parameters(), **{k: v for k, v in old.defaults.items()
+                                                                     if k in ("lr", "betas")}))
+
+
+def compiled(**options):
+    def patch(trainer: Trainer) -> None:
+        trainer.D = torch.compile(trainer.D, **options)
+        trainer.G = torch.compile(trainer.G, **options)
+    return patch
+
+
+def without_onednn(trainer: Trainer) -> None:
+    """Every convolution through PyTorch's own im2col + matmul kernels instead of oneDNN's."""
+    train_step = trainer.train_step
+
+    def step(real):
+        with torch.backends.mkldnn.flags(enabled=False):
+            return train_step(real)
+    trainer.train_step = step
+
+
+# name: (what it is, TrainConfig overrides, a patch applied to the built Trainer)
+LEVERS = {
+    "default": ("facegan's default step", {}, None),
+    "two-passes": ("D once per batch (--no-one-d-pass)", dict(one_d_pass=False), None),
+    "fresh-fakes": ("new fakes for the G step (--no-reuse-fake; more arithmetic)", dict(reuse_fake=False), None),
+    "nchw": ("NCHW layout (--no-channels-last)", dict(channels_last=False), None),
+    "fp32": ("fp32 arithmetic (--precision fp32)", dict(precision="fp32"), None),
+    "bf16": ("bf16 autocast (--precision bf16)", dict(precision="bf16"), None),
+    "no-onednn": ("PyTorch's im2col + matmul convolutions, not oneDNN's", {}, without_onednn),
+    "no-onednn-nchw": ("the same in the NCHW layout", dict(channels_last=False), without_onednn),
+    "unfused-adam": ("Adam's for-each kernels instead of the fused one", {}, unfused_adam),
+    "1-thread": ("one thread (--threads 1)", dict(threads="1"), None),
+    "compile": ("torch.compile of D and G (inductor defaults)", {}, compiled()),
+    "compile-autotune": ("torch.compile, mode max-autotune-no-cudagraphs", {},
+                         compiled(mode="max-autotune-no-cudagraphs")),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="images (folder or zip); default: 4,096 generated faces")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds per lever per round (default: 10)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (default: 4)")
+    parser.add_argument("--only", nargs="+", choices=list(LEVERS), help="measure these (default is always in)")
+    args = parser.parse_args(argv)
+    names = ["default"] + [n for n in (args.only or LEVERS) if n != "default"]
+
+    if args.data:
+        images = load_images(args.data, 32, progress=False)
+    else:
+        images = torch.from_numpy(draw_faces(4096, 32, seed=0)).permute(0, 3, 1, 2).contiguous()
+    runs = {}
+    for name in list(names):
+        _, overrides, patch = LEVERS[name]
+        # a fixed thread count: auto would re-measure thread counts inside the rounds
+        config = TrainConfig(data="synthetic", **{"threads": "2", **overrides})
+        trainer = Trainer(config, images=images, progress=False, write=False)
+        if name != "default" and patch is None and trainer.config == runs["default"][0].config:
+            print(f"{name}: the default's own setting on this machine, left out")
+            names.remove(name)
+            continue
+        if patch:
+            patch(trainer)
+        batches = TensorBatches(images, trainer.config.batch_size, device=trainer.device,
+                                channels_last=trainer.config.channels_last)
+        runs[name] = trainer, batches
+
+    def images_per_second(name: str, seconds: float) -> float:
+        trainer, batches = runs[name]
+        torch.set_num_threads(trainer.config.thread_count())
+        seen, epoch, start = 0, 0, time.perf_counter()
+        while True:
+            for real in batches.epoch(epoch):
+                trainer.train_step(real)
+                seen += real.shape[0]
+                if time.perf_counter() - start > seconds:
+                    return seen / (time.perf_counter() - start)
+            epoch += 1
+
+    for name in names:  # warm-up: oneDNN's kernel choice, the allocator, and compilation
+        for _ in range(2):
+            images_per_second(name, 3)
+    rates = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            with CpuWatch() as watch:
+                rate = images_per_second(name, args.seconds)
+            rates[name].append((rate, watch.others is None or watch.others <= 0.1))
+            print(f"round {len(rates[name])}: {name} {rate:.0f} images/s ({watch.note()})", flush=True)
+
+    torch.set_num_threads(2)
+    trainer, batches = runs["default"]
+    flops = step_flops_per_image(trainer.train_step, next(batches.epoch(0)))
+    matmul = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    fastest = max(matmul, key=matmul.get)
+    peak = matmul[fastest]
+    print(f"{args.data or 'generated faces'}; torch {torch.__version__}; batch {trainer.config.batch_size}, "
+          f"precision {trainer.config.precision}; default step {flops / 1e6:.1f} MFLOP/image; matmul at 2 threads: "
+          f"fp32 {matmul['fp32'] / 1e9:.0f}, bf16 {matmul['bf16'] / 1e9:.1f} GFLOP/s; share = of {fastest}'s")
+    best_default = max((r for r, clean in rates["default"] if clean), default=float("nan"))
+    median_default = statistics.median([r for r, clean in rates["default"] if clean] or [float("nan")])
+    # the best round is what the machine allows; the median says whether a lever's best was one lucky round
+    print(f"{'lever':<18}{'what':<62}{'rounds (images/s)':>30}{'best':>7}{'ratio':>7}{'share':>7}"
+          f"{'median':>8}{'ratio':>7}")
+    for name in names:
+        clean = [r for r, ok in rates[name] if ok]
+        best = max(clean, default=float("nan"))
+        median = statistics.median(clean or [float("nan")])
+        rounds = " ".join(f"{r:.0f}" + ("" if ok else "*") for r, ok in rates[name])
+        print(f"{name:<18}{LEVERS[name][0]:<62}{rounds:>30}{best:>7.0f}{best / best_default:>7.2f}"
+              f"{best * flops / peak:>7.0%}{median:>8.0f}{median / median_default:>7.2f}")
+    if any(not ok for r in rates.values() for _, ok in r):
+        print("* another process used the CPU during this round: left out of the best")
+
+
+if __name__ == "__main__":
+    main()
