@@ -91,3 +91,17 @@ def test_the_lever_bench_prints_a_row_per_lever(capsys):
     rows = [line.split()[0] for line in printed.splitlines()[-3:]]
     assert rows == ["default", "nchw", "no-onednn"], printed
     assert "MFLOP/image" in printed and "share = of" in printed
+
+
+def test_the_matmul_forms_of_the_slow_convolutions_compute_the_same_thing():
+    """bench/conv_alternatives.py's comparison means something only if both sides compute the same gradient or
+    output: unfold/fold + matmul against oneDNN's convolution kernels, in fp32."""
+    from conv_alternatives import cases
+    torch.manual_seed(0)
+    names = []
+    for name, _, onednn, matmul in cases(torch.float32):
+        reference, mine = onednn(), matmul()
+        assert mine.shape == reference.shape, name
+        assert torch.allclose(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item()), name
+        names.append(name)
+    assert len(names) == 5
