@@ -175,9 +175,9 @@ def main() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
 
     print(f"\n{args.minutes:g} min per run on {args.data}; FID against {args.eval_n} held-out images")
-    print(f"{'candidate':<16}{'settings':<44}{'FID by seed':<22}{'mean':>8}{'spread':>8}")
+    print(f"{'candidate':<28}{'settings':<44}{'FID by seed':<22}{'mean':>8}{'spread':>8}")
     for name, settings, fids, mean, spread in summarise([r for r in done if r["minutes"] == args.minutes]):
-        print(f"{name:<16}{settings:<44}{' '.join(f'{f:.2f}' for f in fids):<22}{mean:>8.2f}{spread:>8.2f}")
+        print(f"{name:<28}{settings:<44}{' '.join(f'{f:.2f}' for f in fids):<22}{mean:>8.2f}{spread:>8.2f}")
 
     def label(name):
         if name == "seed method":
