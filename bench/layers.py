@@ -6,7 +6,8 @@ channels-last) and dtype (fp32, bf16), with the rate each reaches against this m
 
 Each op runs through ``aten::convolution`` / ``aten::convolution_backward`` (with an output mask, so the input and
 weight gradients are timed apart), the calls a training step makes. A step runs each D conv three times forward
-(real, fake, and fake again for G's loss) and G's once; this table times one call of each.
+(real, fake, and fake again for G's loss) and G's once; this table times one call of each. (With one D pass, the
+default, real and fake are one call of twice the batch; the per-step totals count it as two calls of one batch.)
 """
 from __future__ import annotations
 
