@@ -12,26 +12,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
+from layers import timed  # noqa: E402
 from throughput import matmul_rate  # noqa: E402
 
 STRIDE, PAD, K = 2, 1, 4  # every conv of the seed networks
 backward = torch.ops.aten.convolution_backward
 
 
-def timed(fn, seconds: float = 0.5) -> float:
-    for _ in range(3):
-        fn()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        count += 1
-    return (time.perf_counter() - start) / count
+def summed_over_patches(per_pixel, image, weight_shape):
+    """A weight gradient as one product: each output pixel's values (n, C, H*W) against the 4x4 patch of ``image``
+    it came from (unfolded to (n, D*16, H*W)), summed over pixels and images, shaped as the weight."""
+    n, channels = per_pixel.shape[:2]
+    patches = F.unfold(image, K, padding=PAD, stride=STRIDE)
+    return (per_pixel.reshape(n, channels, -1).transpose(0, 1).reshape(channels, -1)
+            @ patches.transpose(1, 2).reshape(-1, patches.shape[1])).view(weight_shape)
+
+
+def spread_over_patches(x, w, size):
+    """A transposed convolution as one product: each pixel of ``x`` times the weight gives a 4x4 patch of the
+    output per channel, and the overlapping patches are summed (fold) into an image of ``size``."""
+    n, channels = x.shape[:2]
+    patches = x.permute(0, 2, 3, 1).reshape(-1, channels) @ w.reshape(channels, -1)  # (n*H*W, out*16)
+    return F.fold(patches.view(n, -1, patches.shape[1]).transpose(1, 2), size, K, padding=PAD, stride=STRIDE)
 
 
 def weight_grad(x, grad, w, transposed):
@@ -54,44 +61,29 @@ def cases(dtype):
     # D.conv4's weight gradient, at 128 images (one D pass over reals and fakes): a 256 x 512 @ 512 x 2048 product
     x, g, w = t(128, 128, 4, 4), t(128, 256, 2, 2), t(256, 128, 4, 4)
 
-    def conv4_matmul():
-        cols = F.unfold(x, K, padding=PAD, stride=STRIDE)  # (n, 128*16, 4)
-        return (g.reshape(128, 256, 4).transpose(0, 1).reshape(256, -1)
-                @ cols.transpose(1, 2).reshape(-1, 128 * 16)).view(256, 128, 4, 4)
-    yield "D.conv4 weight grad (128 images)", 2 * w.numel() * 4 * 128, weight_grad(x, g, w, False), conv4_matmul
+    yield ("D.conv4 weight grad (128 images)", 2 * w.numel() * 4 * 128, weight_grad(x, g, w, False),
+           lambda: summed_over_patches(g, x, w.shape))
 
     # G.deconv1's weight gradient: the transposed conv's input against the unfolded output gradient
     x1, g1, w1 = t(64, 256, 2, 2), t(64, 128, 4, 4), t(256, 128, 4, 4)
 
-    def deconv1_matmul():
-        cols = F.unfold(g1, K, padding=PAD, stride=STRIDE)  # (n, 128*16, 4)
-        return (x1.reshape(64, 256, 4).transpose(0, 1).reshape(256, -1)
-                @ cols.transpose(1, 2).reshape(-1, 128 * 16)).view(256, 128, 4, 4)
-    yield "G.deconv1 weight grad", 2 * w1.numel() * 4 * 64, weight_grad(x1, g1, w1, True), deconv1_matmul
+    yield ("G.deconv1 weight grad", 2 * w1.numel() * 4 * 64, weight_grad(x1, g1, w1, True),
+           lambda: summed_over_patches(x1, g1, w1.shape))
 
     # G.deconv1's forward: one product per input pixel, then the overlapping 4x4 patches summed (fold)
-    def deconv1_forward_matmul():
-        cols = x1.permute(0, 2, 3, 1).reshape(-1, 256) @ w1.reshape(256, -1)  # (n*4, 128*16)
-        return F.fold(cols.view(64, 4, -1).transpose(1, 2), (4, 4), K, padding=PAD, stride=STRIDE)
     yield ("G.deconv1 forward", 2 * w1.numel() * 4 * 64,
-           lambda: F.conv_transpose2d(x1, w1, stride=STRIDE, padding=PAD), deconv1_forward_matmul)
+           lambda: F.conv_transpose2d(x1, w1, stride=STRIDE, padding=PAD), lambda: spread_over_patches(x1, w1, (4, 4)))
 
     # G.deconv4's forward (32 channels to 3): a product with only 48 outputs per pixel, then fold
     x4, w4 = t(64, 32, 16, 16), t(32, 3, 4, 4)
-
-    def deconv4_matmul():
-        cols = x4.permute(0, 2, 3, 1).reshape(-1, 32) @ w4.reshape(32, -1)  # (n*256, 48)
-        return F.fold(cols.view(64, 256, 48).transpose(1, 2), (32, 32), K, padding=PAD, stride=STRIDE)
     yield ("G.deconv4 forward", 2 * w4.numel() * 256 * 64,
-           lambda: F.conv_transpose2d(x4, w4, stride=STRIDE, padding=PAD), deconv4_matmul)
+           lambda: F.conv_transpose2d(x4, w4, stride=STRIDE, padding=PAD),
+           lambda: spread_over_patches(x4, w4, (32, 32)))
 
-    # D.conv1's input gradient (the fakes' gradient, on its way to G): the same shape of product as G.deconv4
+    # D.conv1's input gradient (the fakes' gradient, on its way to G): a transposed conv of the output gradient
     x0, g0, w0 = t(64, 3, 32, 32), t(64, 32, 16, 16), t(32, 3, 4, 4)
-
-    def conv1_matmul():
-        cols = g0.permute(0, 2, 3, 1).reshape(-1, 32) @ w0.reshape(32, -1)  # (n*256, 48)
-        return F.fold(cols.view(64, 256, 48).transpose(1, 2), (32, 32), K, padding=PAD, stride=STRIDE)
-    yield "D.conv1 input grad", 2 * w0.numel() * 256 * 64, input_grad(x0, g0, w0), conv1_matmul
+    yield ("D.conv1 input grad", 2 * w0.numel() * 256 * 64, input_grad(x0, g0, w0),
+           lambda: spread_over_patches(g0, w0, (32, 32)))
 
 
 def main() -> None:
@@ -111,7 +103,7 @@ def main() -> None:
     for name, flops, onednn, matmul in cases(dtype):
         reference, mine = onednn().float(), matmul().float()
         diff = ((reference - mine).abs().max() / reference.abs().max()).item()
-        a, b = timed(onednn), timed(matmul)
+        a, b = timed(onednn, 0.5), timed(matmul, 0.5)
         print(f"{name:<34}{flops / 1e6:>7.1f}{a * 1e3:>11.2f}{b * 1e3:>11.2f}{flops / a / rate:>8.0%}"
               f"{flops / b / rate:>8.0%}{diff:>10.1e}", flush=True)
 
