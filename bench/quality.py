@@ -105,6 +105,11 @@ class FaceganRun:
         self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60)
         self.trainer.run()
 
+    def train_epochs(self, epochs: int) -> None:
+        """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes)."""
+        self.trainer.config = dataclasses.replace(self.trainer.config, epochs=epochs, max_minutes=None)
+        self.trainer.run()
+
     @property
     def seen(self) -> int:
         return self.trainer.images_seen
