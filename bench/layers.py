@@ -8,6 +8,10 @@ Each op runs through ``aten::convolution`` / ``aten::convolution_backward`` (wit
 weight gradients are timed apart), the calls a training step makes. A step runs each D conv three times forward
 (real, fake, and fake again for G's loss) and G's once; this table times one call of each. (With one D pass, the
 default, real and fake are one call of twice the batch; the per-step totals count it as two calls of one batch.)
+
+It then accounts for the rest of a step: facegan's default step timed whole, against the sum of its convolutions (in
+the step's own layout and precision), BatchNorm with the activation after it, Adam, and (in bf16) the weight casts
+autocast makes every step. What is left is losses, concatenation, the moving average and autograd's bookkeeping.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from throughput import matmul_rate  # noqa: E402
 
-from facegan.models import Discriminator, Generator  # noqa: E402
+from facegan.config import TrainConfig  # noqa: E402
+from facegan.models import Discriminator, Generator, build_network  # noqa: E402
+from facegan.precision import training_precision  # noqa: E402
+from facegan.train import Trainer  # noqa: E402
 
 
 # (forward, input-gradient, weight-gradient) calls per training step. D runs on the real and the fake batch in its
@@ -56,6 +63,58 @@ def conv_layers(batch: int):
         layers.append((f"G.deconv{i + 1}", tuple(x.shape), conv, True))
         x = conv(x)
     return layers
+
+
+def norm_activation_seconds(batch: int, dtype: torch.dtype) -> float:
+    """BatchNorm and the activation after it, forward and backward, channels-last, as often as a step runs each:
+    D's three times (real, fake, fakes again in G's step; D.conv1 has the activation only), G's once."""
+    D, G = build_network()
+    total, x = 0.0, torch.zeros(batch, 3, 32, 32)
+    for i in range(D.n_convs):
+        conv, *norm = getattr(D, f"conv{i + 1}")
+        x = conv(x).detach()
+        total += 3 * _norm_activation_time(norm[0] if norm else None, lambda y: torch.nn.functional.leaky_relu(y, 0.2),
+                                           x, dtype)
+    channels, side = G.bottleneck
+    x = torch.zeros(batch, channels, side, side)
+    for i in range(G.n_deconvs - 1):
+        deconv, norm = getattr(G, f"deconv{i + 1}")
+        x = deconv(x).detach()
+        total += _norm_activation_time(norm, torch.relu, x, dtype)
+    return total
+
+
+def _norm_activation_time(norm, activation, x: torch.Tensor, dtype: torch.dtype) -> float:
+    x = torch.randn_like(x).to(dtype).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    grad = torch.randn_like(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        return timed(lambda: activation(norm(x) if norm else x).backward(grad))
+
+
+def adam_seconds() -> float:
+    """Both fused Adam steps of a training step."""
+    D, G = build_network()
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-4, fused=True) for net in (D, G)]
+    for net in (D, G):
+        for p in net.parameters():
+            p.grad = torch.randn_like(p)
+    return timed(lambda: [optimizer.step() for optimizer in optimizers])
+
+
+def weight_cast_seconds() -> float:
+    """The casts bf16 autocast makes of the weights each step: G's once and D's twice (its step, then G's) on the
+    way in, and the weight gradients of both back to fp32 on the way out."""
+    D, G = build_network()
+    g, d = ([p.detach() for p in net.parameters() if p.dim() > 1] for net in (G, D))
+    return timed(lambda: [p.to(torch.bfloat16) for p in g + d + d] + [p.to(torch.bfloat16).float() for p in g + d])
+
+
+def step_seconds(batch: int, seconds: float = 5.0) -> tuple[float, str]:
+    """facegan's default step (train_step, with the moving average) on a random batch, and its precision."""
+    config = TrainConfig(data="synthetic", batch_size=batch, threads=str(torch.get_num_threads()))
+    trainer = Trainer(config, images=torch.zeros(batch, 3, 32, 32, dtype=torch.uint8), progress=False, write=False)
+    real = (torch.rand(batch, 3, 32, 32) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    return timed(lambda: trainer.train_step(real), seconds), training_precision(config.precision, trainer.device)
 
 
 def main() -> None:
@@ -115,6 +174,18 @@ def main() -> None:
               "matmul rate, this machine's fastest) "
               f"= {args.batch_size / seconds:,.0f} images/s if the convs were all; fwd {fwd * 1e3:.1f}, bwd-in "
               f"{bwd_in * 1e3:.1f}, bwd-w {bwd_w * 1e3:.1f} ms")
+
+    step, precision = step_seconds(args.batch_size)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    parts = {"convolutions": sum(totals[("NHWC", precision)][1:]),
+             "BatchNorm + activation": norm_activation_seconds(args.batch_size, dtype),
+             "Adam (fused, both networks)": adam_seconds(),
+             "weight casts (bf16 autocast)": weight_cast_seconds() if precision == "bf16" else 0.0}
+    print(f"\nfacegan's default step ({precision}, channels-last, batch {args.batch_size}): {step * 1e3:.1f} ms "
+          f"= {args.batch_size / step:,.0f} images/s")
+    parts["the rest (losses, cat, EMA, autograd)"] = step - sum(parts.values())
+    for name, seconds in parts.items():
+        print(f"  {name:<40}{seconds * 1e3:>8.1f} ms  {seconds / step:>4.0%}")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,61 @@ def test_the_matmul_forms_of_the_slow_convolutions_compute_the_same_thing():
         assert torch.allclose(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item()), name
         names.append(name)
     assert len(names) == 5
+
+
+def test_the_layer_bench_accounts_for_the_rest_of_a_step():
+    """bench/layers.py splits a step into convolutions and the parts timed here; each must run the work it names."""
+    from layers import adam_seconds, norm_activation_seconds, step_seconds, weight_cast_seconds
+    for seconds in (norm_activation_seconds(4, torch.float32), norm_activation_seconds(4, torch.bfloat16),
+                    adam_seconds(), weight_cast_seconds(), step_seconds(4, seconds=0.1)[0]):
+        assert 0 < seconds < 1
+    assert step_seconds(4, seconds=0.1)[1] in ("fp32", "bf16")
+
+
+def test_a_screen_with_a_budget_of_epochs_trains_that_many_steps_and_skips_them_on_a_rerun(tmp_path, capsys):
+    """--epochs: the same number of updates on any host, logged with its budget, not retrained on a re-run, and not
+    mixed into the table of a screen with another budget."""
+    import json
+    from PIL import Image
+    from screen import main
+    from facegan.synthetic import draw_faces
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, face in enumerate(draw_faces(48, 64, seed=0)):
+        Image.fromarray(face).save(faces / f"{i:06d}.jpg")
+    log = tmp_path / "screen.jsonl"
+    argv = ["--data", str(faces), "--epochs", "2", "--seeds", "0", "--eval-n", "16", "--log", str(log),
+            "--candidate", "tiny batch_size=16 threads=1 also_ema=0.99:3"]
+    main(argv)
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["candidate"], r["epochs"], r["steps"], r["images_seen"]) for r in runs] == [
+        ("tiny", 2, 4, 64), ("tiny+ema0.99:3", 2, 4, 64)]
+    assert all(r["clean"] for r in runs)
+    capsys.readouterr()
+    main(argv)  # everything is logged: nothing trains again
+    assert len(log.read_text().splitlines()) == 2
+    assert "2 epochs per run" in capsys.readouterr().out
+    main(argv[:2] + ["--minutes", "1", "--report"] + argv[4:])  # a screen of minutes leaves them out of its table
+    table = capsys.readouterr().out.split("FID by seed")[1]
+    assert "tiny" not in table
+    with pytest.raises(SystemExit):
+        main(argv + ["--seed-method"])
+
+
+def test_the_norm_activation_lever_computes_what_the_networks_do(tmp_path):
+    """The lever rewires D's and G's forward around its compiled pieces; with compilation left out (it is torch's
+    to test) the rewired networks must give the same outputs and gradients as the originals, D with one pass over
+    real and fake stacked as well as with one batch."""
+    import copy
+    from levers import compiled_norm_activation
+    trainer = Trainer(small(tmp_path), progress=False, write=False)
+    D, G = copy.deepcopy(trainer.D), copy.deepcopy(trainer.G)
+    compiled_norm_activation(trainer, compile=lambda f: f)
+    torch.manual_seed(0)
+    z, x = torch.rand(8, trainer.config.z_size) * 2 - 1, torch.rand(16, 3, 32, 32) * 2 - 1
+    for mine, theirs in ((trainer.G(z), G(z)), (trainer.D(x, parts=2), D(x, parts=2)), (trainer.D(x), D(x))):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+    trainer.D(x, parts=2).sum().backward()
+    D(x, parts=2).sum().backward()
+    for mine, theirs in zip(trainer.D.parameters(), D.parameters()):
+        assert torch.allclose(mine.grad, theirs.grad, atol=1e-5)
