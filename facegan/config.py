@@ -98,10 +98,10 @@ class TrainConfig:
         "now and measure again as the load changes (a fixed number is bit-for-bit repeatable; auto is not)"))
 
     # better samples per unit of compute
-    ema: float = field(default=0.9995, metadata=_opt(
+    ema: float = field(default=0.9999, metadata=_opt(
         "decay of the exponential moving average of the generator's weights used for samples, evaluation and "
         "export (0 = off)"))
-    ema_warmup: float = field(default=10.0, metadata=_opt(
+    ema_warmup: float = field(default=5.0, metadata=_opt(
         "W in the average's warm-up, decay = min(ema, (1 + step) / (W + step)): until the decay reaches --ema the "
         "average spans about the last 1/(W - 1) of the steps, so a smaller W averages over more of the run"))
 
@@ -169,9 +169,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a stored dict, ignoring keys that a newer or older version wrote."""
+        """Build from a stored dict, ignoring keys that a newer or older version wrote; a field an older version
+        did not write gets the value that version used, so its runs resume with the arithmetic they had."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{**_BEFORE_THE_FIELD, **{k: v for k, v in values.items() if k in known}})
+
+
+# what versions before a field existed did in its place (they wrote no value for it)
+_BEFORE_THE_FIELD = {"ema_warmup": 10.0}
 
 
 # Named starting points. "facegan" is the defaults above. "seed" is the plain method of the Udacity seed notebook:

@@ -17,11 +17,14 @@ from test_train import small  # noqa: E402
 def test_a_candidate_is_a_name_overrides_and_extra_averages():
     assert parse_candidate("default") == ("default", {}, [])
     assert parse_candidate("fast lr=4e-4 loss=hinge also_ema=0.9995 also_ema=0.99 also_ema=0.9999:3") == (
-        "fast", {"lr": 4e-4, "loss": "hinge"}, [(0.9995, 10.0), (0.99, 10.0), (0.9999, 3.0)])
+        "fast", {"lr": 4e-4, "loss": "hinge"}, [(0.9995, 5.0), (0.99, 5.0), (0.9999, 3.0)])
 
 
 def test_an_extra_average_is_logged_under_the_settings_that_would_train_it():
-    assert extra_average("default", "defaults", 0.9995, 10.0) == ("default+ema0.9995", "ema=0.9995", (0.9995, 10.0))
+    # the default warm-up (5) goes unnamed
+    assert extra_average("default", "defaults", 0.9995, 5.0) == ("default+ema0.9995", "ema=0.9995", (0.9995, 5.0))
+    assert extra_average("default", "defaults", 0.9995, 10.0) == (
+        "default+ema0.9995:10", "ema=0.9995 ema_warmup=10", (0.9995, 10.0))
     assert extra_average("lr4e-4", "lr=0.0004", 0.9999, 3.0) == (
         "lr4e-4+ema0.9999:3", "lr=0.0004 ema=0.9999 ema_warmup=3", (0.9999, 3.0))
 

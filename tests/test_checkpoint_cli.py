@@ -59,6 +59,10 @@ def test_config_round_trips_through_the_checkpoint(run_dir):
     config = TrainConfig.from_dict(state["config"])
     assert config.d_conv_dim == 8 and config.z_size == 16 and config.data == "synthetic"
     assert TrainConfig.from_dict({**config.to_dict(), "added_in_a_later_version": 1}) == config
+    # a checkpoint from before --ema-warmup existed resumes with the warm-up it was trained with, not today's default
+    older = {k: v for k, v in config.to_dict().items() if k != "ema_warmup"}
+    assert TrainConfig.from_dict(older).ema_warmup == 10.0 != TrainConfig().ema_warmup
+    assert TrainConfig.from_dict(config.to_dict()).ema_warmup == config.ema_warmup
 
 
 def test_sigint_stops_cleanly_with_a_checkpoint(tmp_path):

@@ -176,7 +176,7 @@ def test_ema_averages_weights_and_remeasures_batchnorm(tmp_path):
     from facegan.models import Generator
     from facegan.train import EMA
     G = Generator(16, 8)
-    ema = EMA(G, decay=0.9)
+    ema = EMA(G, decay=0.9, warmup=10)
     start = [p.clone() for p in G.parameters()]
     with torch.no_grad():
         for p in G.parameters():
