@@ -273,7 +273,9 @@ class Trainer:
     def _truncate_losses(self) -> None:
         """Drop loss rows written after the checkpoint (a crash between the CSV and the checkpoint)."""
         path = self.out / "losses.csv"
-        if not path.exists():
+        # only the writing process touches the run directory: another rank's rewrite raced the writer's clean-up
+        # of stale temporary files, which could delete the file it was about to move into place
+        if not self.write or not path.exists():
             return
         with open(path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]

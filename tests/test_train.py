@@ -93,6 +93,20 @@ def test_losses_written_after_the_checkpoint_are_dropped_on_resume(tmp_path):
     assert [r["step"] for r in read_losses(tmp_path / "run")] == list(range(1, 17))
 
 
+def test_only_the_writing_process_touches_the_run_directory_on_resume(tmp_path):
+    """Another DDP rank (write=False) resumes from the same directory as rank 0: if it also rewrote losses.csv, rank
+    0's clean-up of stale temporary files could delete the rank's half-moved file and crash it."""
+    train(small(tmp_path, epochs=1), progress=False)
+    run = tmp_path / "run"
+    path = run / "losses.csv"
+    path.write_text(path.read_text() + "9,2,0.1,0.2,288,1.0\n")
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    Trainer(small(tmp_path, epochs=2), progress=False, write=False).resume()
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
+    Trainer(small(tmp_path, epochs=2), progress=False).resume()
+    assert [r["step"] for r in read_losses(run)] == list(range(1, 9))
+
+
 def test_resume_refuses_other_shapes_and_missing_checkpoints(tmp_path):
     with pytest.raises(TrainingError, match="no checkpoint"):
         train(small(tmp_path), resume=True, progress=False)
