@@ -49,7 +49,7 @@ class EMA:
     before the average generator is used in eval mode.
     """
 
-    def __init__(self, model: nn.Module, decay: float, warmup: float = 5.0):
+    def __init__(self, model: nn.Module, decay: float, warmup: float = TrainConfig.ema_warmup):
         self.decay, self.warmup = decay, warmup
         self.model = copy.deepcopy(ckpt.unwrap(model)).eval().requires_grad_(False)
         self._mine = [p for p in self.model.parameters()]
