@@ -75,12 +75,17 @@ def nearest_neighbours(generated: torch.Tensor, training: torch.Tensor, *, k: in
 
 
 def _knn(queries: torch.Tensor, keys: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest keys of each query. cdist's fast form (|a|^2 + |b|^2 - 2a.b through a matmul) only shortlists:
+    its rounding residue differs between CPUs' kernels (an exact copy read 5e-7 on one, 0 on another), so the
+    shortlist's distances are measured again as |a - b| directly, and a copy reads 0 on every CPU."""
     distances, indices = [], []
-    for chunk in queries.split(256):
-        d = torch.cdist(chunk.double(), keys.double())  # float64: exact enough that a copy reads as 0
-        values, where = d.topk(k, dim=1, largest=False)
+    shortlist = min(len(keys), k + 16)  # room for near-ties the rounding may have swapped
+    for chunk in queries.double().split(256):
+        _, candidates = torch.cdist(chunk, keys.double()).topk(shortlist, dim=1, largest=False)
+        exact = (chunk[:, None, :] - keys[candidates].double()).norm(dim=-1)
+        values, order = exact.topk(k, dim=1, largest=False)
         distances.append(values.float())
-        indices.append(where)
+        indices.append(candidates.gather(1, order))
     return torch.cat(distances), torch.cat(indices)
 
 

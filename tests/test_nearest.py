@@ -44,3 +44,14 @@ def test_cli_refuses_a_non_png_out(run_dir, tmp_path, capsys):
     assert main(["nearest", "--checkpoint", str(run_dir / "checkpoint.pt"), "--data", "synthetic",
                  "--out", str(tmp_path / "grid.jpg")]) == 1
     assert "must be a .png" in capsys.readouterr().err
+
+
+def test_a_copy_reads_zero_whatever_rounding_the_cpus_matmul_leaves(monkeypatch):
+    """cdist's matmul form leaves a rounding residue that differs between CPUs (5e-7 for an exact copy on an AMX
+    host): here every distance it returns carries such a residue, and copies must still read exactly 0."""
+    real_cdist = torch.cdist
+    monkeypatch.setattr(torch, "cdist", lambda a, b, *args, **kw: real_cdist(a, b, *args, **kw) + 5.4e-7)
+    training = load_images("synthetic", 32, synthetic_count=64, seed=1)
+    found = nearest_neighbours(training[[3, 10, 41]], training, k=4, space="pixel")
+    assert found.index[:, 0].tolist() == [3, 10, 41]
+    assert torch.all(found.distance[:, 0] == 0) and torch.all(found.distance[:, 1:] > 0)
