@@ -5,6 +5,25 @@ import pytest
 from PIL import Image
 
 
+# pytest's documented pattern for slow tests: whole notebook executions, multi-epoch trainings, benchmark smoke
+# runs, several processes, signals and kills run only with --runslow (CI runs them after the fast suite)
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run the tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of seconds to minutes; runs only with --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 # a run small enough for a unit test: 128 synthetic faces, narrow networks
 TINY = ["--data", "synthetic", "--synthetic-count", "128", "--batch-size", "32", "--d-conv-dim", "8",
         "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet"]

@@ -58,6 +58,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys, args, code,
                                                                         if line.startswith("error:")]
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_no_traceback(tmp_path):
     done = run_cli("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
     assert done.returncode == 1

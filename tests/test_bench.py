@@ -106,6 +106,7 @@ def test_the_nchw_weights_lever_changes_the_layout_and_nothing_else(tmp_path):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_lever_bench_prints_a_row_per_lever(capsys):
     """End to end on generated faces, a fraction of a second per round: the table comes out, default first."""
     from levers import main
@@ -133,6 +134,7 @@ def test_the_matmul_forms_of_the_slow_convolutions_compute_the_same_thing():
     assert len(names) == 5
 
 
+@pytest.mark.slow
 def test_the_layer_bench_accounts_for_the_rest_of_a_step():
     """bench/layers.py splits a step into convolutions and the parts timed here; each must run the work it names."""
     from layers import adam_seconds, norm_activation_seconds, step_seconds, weight_cast_seconds
@@ -142,6 +144,7 @@ def test_the_layer_bench_accounts_for_the_rest_of_a_step():
     assert step_seconds(4, seconds=0.1)[1] in ("fp32", "bf16")
 
 
+@pytest.mark.slow
 def test_a_screen_with_a_budget_of_epochs_trains_that_many_steps_and_skips_them_on_a_rerun(tmp_path, capsys):
     """--epochs: the same number of updates on any host, logged with its budget, not retrained on a re-run, and not
     mixed into the table of a screen with another budget."""

@@ -45,6 +45,7 @@ def test_cli_resume_continues_to_more_epochs(run_dir):
     assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_python_m_facegan_end_to_end(tmp_path):
     done = run_cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr
@@ -65,6 +66,7 @@ def test_config_round_trips_through_the_checkpoint(run_dir):
     assert TrainConfig.from_dict(config.to_dict()).ema_warmup == config.ema_warmup
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_with_a_checkpoint(tmp_path):
     import signal
     proc = subprocess.Popen([sys.executable, "-m", "facegan", "train", *TINY, "--synthetic-count", "2048",
@@ -80,6 +82,7 @@ def test_sigint_stops_cleanly_with_a_checkpoint(tmp_path):
     train(TrainConfig.from_dict({**state["config"], "epochs": state["epoch"] + 1}), resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_waiting_for_a_checkpoint_that_never_comes_fails_plainly(tmp_path):
     quitter = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)

@@ -76,6 +76,7 @@ checkpoint.atomic_write = dying_write
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix, nth", [("checkpoint.pt", 2), ("losses.csv", 3), (".png", 2)])
 def test_sigkill_in_the_middle_of_writing(tmp_path, reference, suffix, nth):
     out = tmp_path / "run"
@@ -86,6 +87,7 @@ def test_sigkill_in_the_middle_of_writing(tmp_path, reference, suffix, nth):
     finish_and_compare(out, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [1.5, 3.0, 4.5])
 def test_sigkill_at_arbitrary_moments(tmp_path, reference, delay):
     out = tmp_path / "run"
@@ -100,6 +102,7 @@ def test_sigkill_at_arbitrary_moments(tmp_path, reference, delay):
     finish_and_compare(out, reference)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_after_saving(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "facegan", *ARGS, "--synthetic-count", "2048", "--epochs", "500",
@@ -112,6 +115,7 @@ def test_sigterm_stops_cleanly_after_saving(tmp_path):
     assert len(read_losses(out)) == state["step"]
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert facegan(*ARGS, "--epochs", "1", "--out", str(out)).returncode == 0
@@ -129,6 +133,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_unwritable_output_folder(tmp_path):
     # (the suite runs as root in CI, where chmod cannot make a folder unwritable: the refusal is planted instead)
     driver = """

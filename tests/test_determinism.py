@@ -1,9 +1,12 @@
 """Determinism: the same seed gives bit-identical losses on the CPU; another seed does not."""
 import csv
 
+import pytest
+
 from test_crash_resume import ARGS, facegan
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_a_different_seed_differs(tmp_path):
     runs = []
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):

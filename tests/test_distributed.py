@@ -33,6 +33,7 @@ def two_process_run(tmp_path_factory):
     return out, stdout
 
 
+@pytest.mark.slow
 def test_two_processes_train_shard_and_stay_identical(two_process_run):
     out, stdout = two_process_run
     # one line, from rank 0; printing 'finished' means the replicas' checksums matched
@@ -46,6 +47,7 @@ def test_two_processes_train_shard_and_stay_identical(two_process_run):
     assert (out / "samples" / "epoch_002.png").exists()
 
 
+@pytest.mark.slow
 def test_distributed_checkpoint_samples_and_resumes_in_one_process(two_process_run, tmp_path):
     out, _ = two_process_run
     assert main(["sample", "--checkpoint", str(out / "checkpoint.pt"), "--n", "4", "--out",
@@ -55,6 +57,7 @@ def test_distributed_checkpoint_samples_and_resumes_in_one_process(two_process_r
     assert (state["epoch"], state["step"], state["world_size"]) == (3, 16 + 16, 1)
 
 
+@pytest.mark.slow
 def test_single_process_checkpoint_resumes_on_two(tmp_path):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
@@ -64,6 +67,7 @@ def test_single_process_checkpoint_resumes_on_two(tmp_path):
     assert [r["step"] for r in read_losses(out)] == list(range(1, 25))
 
 
+@pytest.mark.slow
 def test_all_ranks_stop_together_on_a_time_budget(tmp_path):
     stdout = torchrun(2, *TINY, "--epochs", "1000", "--max-minutes", "0.001", "--out", str(tmp_path / "run"))
     assert "time budget of 0.001 minutes reached" in stdout
@@ -71,6 +75,7 @@ def test_all_ranks_stop_together_on_a_time_budget(tmp_path):
     assert state["epoch"] < 1000 and len(read_losses(tmp_path / "run")) == state["step"] >= 1
 
 
+@pytest.mark.slow
 def test_r1_penalty_trains_on_two_processes(tmp_path):
     """The R1 penalty takes a gradient with create_graph through D's DistributedDataParallel wrapper and then
     backpropagates through it: both ranks must finish with identical replicas (checked before 'finished')."""

@@ -33,6 +33,7 @@ def test_a_step_that_returns_only_losses_leaves_the_probabilities_empty(tmp_path
     assert (tmp_path / "run" / "losses.csv").read_text().splitlines()[1].endswith(",,")
 
 
+@pytest.mark.slow
 def test_a_discriminator_that_wins_outright_is_warned_about_once(tmp_path):
     # forced: the generator barely learns (lr 1e-7) while the discriminator learns fast
     config = tiny(tmp_path, lr=1e-7, d_lr=2e-3, epochs=16, synthetic_count=512, ema=0)

@@ -71,6 +71,7 @@ def faces():
     return load_images("synthetic", 32, synthetic_count=48, seed=5)
 
 
+@pytest.mark.slow
 def test_inception_fid_against_itself_and_a_shifted_set(faces, tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
     original = Statistics.of(features(faces))
@@ -99,6 +100,7 @@ def test_optimised_inception_matches_the_file(faces):
     assert np.allclose(features(faces[:4]), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bf16_features_stay_close(faces):
     fp32, bf16 = features(faces[:8]), features(faces[:8], precision="bf16")
     assert np.corrcoef(fp32.ravel(), bf16.ravel())[0, 1] > 0.98
@@ -110,6 +112,7 @@ def test_missing_weights_say_how_to_install(monkeypatch):
         metrics.weights_path()
 
 
+@pytest.mark.slow
 def test_reference_statistics_are_cached(faces, tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
     first = reference_statistics(faces[:16], "key")
@@ -118,6 +121,7 @@ def test_reference_statistics_are_cached(faces, tmp_path, monkeypatch):
     assert np.array_equal(first.mu, again.mu) and np.allclose(first.features, again.features, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_and_evaluation_during_training(tmp_path, capsys):
     from conftest import write_images
     from facegan.cli import main

@@ -22,6 +22,7 @@ def test_copies_are_found_at_distance_zero_and_the_summary_says_so():
     assert grid.shape == (3 * 5, 3, 32, 32) and torch.equal(grid[0], grid[1])  # each copy beside its original
 
 
+@pytest.mark.slow
 def test_inception_space(udacity_dir):
     training = load_images(udacity_dir, 32, progress=False)
     found = nearest_neighbours(training[[5, 7]], training, k=3, space="inception")
@@ -29,7 +30,7 @@ def test_inception_space(udacity_dir):
     assert float(found.distance[:, 0].max()) < 1e-2 * float(found.distance[:, 1].min())
 
 
-@pytest.mark.parametrize("space", ["pixel", "inception"])
+@pytest.mark.parametrize("space", ["pixel", pytest.param("inception", marks=pytest.mark.slow)])
 def test_cli_writes_the_grid(run_dir, udacity_dir, tmp_path, capsys, space):
     out = tmp_path / "nearest.png"
     assert main(["nearest", "--checkpoint", str(run_dir / "checkpoint.pt"), "--data", str(udacity_dir),

@@ -125,6 +125,7 @@ print("PACKAGE MATCH OK")
 """
 
 
+@pytest.mark.slow
 def test_solved_notebook_runs_and_its_checkpoint_works_with_the_cli(tmp_path, run_dir):
     nb = read()
     nb.cells.append(nbformat.v4.new_code_cell(PACKAGE_MATCH.format(cli_checkpoint=str(run_dir / "checkpoint.pt"),
@@ -166,6 +167,7 @@ EDITS = [
 ]
 
 
+@pytest.mark.slow
 def test_what_the_notebook_defines_is_what_trains(tmp_path):
     nb = read()
     for old, new in EDITS:
@@ -200,6 +202,7 @@ def test_exercise_keeps_everything_but_the_answers():
     assert [c["source"] for c in refilled["cells"]] == ["".join(c["source"]) for c in solved["cells"]]
 
 
+@pytest.mark.slow
 def test_blank_exercise_stops_at_the_first_step_with_the_graders_message(tmp_path):
     nb = nbformat.from_dict(make_exercise(json.loads(NOTEBOOK.read_text())))
     with pytest.raises(CellExecutionError):
@@ -215,6 +218,7 @@ def test_blank_exercise_stops_at_the_first_step_with_the_graders_message(tmp_pat
     assert "During handling of the above exception" not in "\n".join(error.traceback)
 
 
+@pytest.mark.slow
 def test_filled_exercise_passes_every_grader_with_papermill(tmp_path):
     papermill = pytest.importorskip("papermill")
     solved = json.loads(NOTEBOOK.read_text())

@@ -40,6 +40,7 @@ def test_the_readme_names_its_ways_in():
         assert any(n.startswith(expected) for n in named), expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("subcommand", sorted({w[1] for w in COMMANDS if w[0] == "jupyter" and len(w) > 1}))
 def test_each_jupyter_command_the_readme_names_is_installed_and_starts(subcommand):
     assert shutil.which(f"jupyter-{subcommand}"), f"`jupyter {subcommand}` is in the README but not installed " \

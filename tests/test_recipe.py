@@ -108,6 +108,7 @@ def test_r1_penalty_is_the_squared_input_gradient_and_applied_lazily(tmp_path):
     assert applied == [0, 4, 8, 12], "every r1_every-th step only"
 
 
+@pytest.mark.slow
 def test_r1_penalty_flattens_D_around_real_images(tmp_path):
     def input_gradient(config):
         trainer = Trainer(config, write=False, progress=False)
@@ -166,6 +167,7 @@ def test_learning_rate_decay_follows_the_time_budget(tmp_path):
     dict(r1_gamma=1.0, r1_every=3, lr_decay=0.5),
     dict(d_steps=3),
 ])
+@pytest.mark.slow
 def test_recipe_flags_keep_runs_repeatable_and_resume_exactly(tmp_path, options):
     full = train(small(tmp_path, "full", epochs=3, **options), progress=False)
     again = train(small(tmp_path, "again", epochs=3, **options), progress=False)

@@ -87,6 +87,7 @@ def test_thread_values(value, count):
     assert TrainConfig(threads=value).validate().thread_count() == count
 
 
+@pytest.mark.slow
 def test_a_fixed_count_gives_the_same_losses_for_the_same_seed(tmp_path):
     """On this machine 1 and 2 threads sum in different orders (their losses differ in the last digits), so auto,
     which may switch between them, is not bit-for-bit repeatable; a fixed count is."""

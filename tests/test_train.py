@@ -38,6 +38,7 @@ def test_short_run_writes_the_run_directory(tmp_path):
     assert set(state) >= {"generator", "discriminator", "g_optimizer", "d_optimizer", "noise_rng", "config"}
 
 
+@pytest.mark.slow
 def test_training_learns_something(tmp_path):
     """After a few epochs on synthetic faces, generated images are closer to the data's colour statistics
     than the untrained generator's (a smoke test that gradients flow the right way)."""
@@ -54,7 +55,7 @@ def test_training_learns_something(tmp_path):
     assert after < before * 0.7
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])
 def test_resume_is_exact(tmp_path, precision):
     full = train(small(tmp_path, "full", epochs=3, precision=precision), progress=False)
     train(small(tmp_path, "split", epochs=2, precision=precision), progress=False)
@@ -144,6 +145,7 @@ def test_user_networks_and_optimizers_are_trained(tmp_path):
     assert trainer.G is G and not torch.equal(before, G.fc.weight)
 
 
+@pytest.mark.slow
 def test_spectral_norm_hinge_loss_and_two_learning_rates_train_and_resume_exactly(tmp_path):
     options = dict(d_norm="spectral", loss="hinge", lr=1e-4, d_lr=4e-4)
     full = train(small(tmp_path, "full", epochs=3, **options), progress=False)
