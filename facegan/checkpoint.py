@@ -6,6 +6,7 @@ format that cannot hold code at all; ``load_generator`` reads either.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -60,8 +61,16 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
         model = inner
 
 
+def checkpoint_bytes(state: dict) -> bytes:
+    """A checkpoint file's contents, made in memory: its size is known before anything is written."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return buffer.getvalue()
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    blob = checkpoint_bytes(state)
+    atomic_write(path, lambda f: f.write(blob))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

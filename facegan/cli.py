@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
     from .metrics import MetricsUnavailable
-    from .train import TrainingError
+    from .rundir import TrainingError, write_failure
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train" and args.resume and args.recipe:
@@ -259,11 +259,21 @@ def main(argv: list[str] | None = None) -> int:
                     "export": _export, "exercise": _exercise}
         return commands[args.command](args)
     except (DataError, CheckpointError, TrainingError, MetricsUnavailable, ValueError, OSError) as e:
-        if isinstance(e, OSError) and e.strerror and e.filename:
+        failure = write_failure(e, getattr(args, "out", None) or e.filename or ".") if isinstance(e, OSError) else None
+        if failure:  # every write is atomic: what was there before is as it was
+            message = f"{failure}: nothing that was there before was changed; free some space and run it again"
+        elif isinstance(e, OSError) and e.strerror and e.filename:
             message = f"{e.strerror}: '{e.filename}'"
         else:
             message = str(e)
         print(f"error: {message}", file=sys.stderr)
+        return 1
+    except (RuntimeError, MemoryError) as e:  # out of memory outside the training loop (building the networks)
+        from .devices import is_out_of_memory
+        if not (isinstance(e, MemoryError) or is_out_of_memory(e)):
+            raise
+        print("error: out of memory: lower --batch-size, --image-size or the network widths (--d-conv-dim, "
+              "--g-conv-dim), or --n for sample and evaluate", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ the CPU), trains on its own shard of every epoch, and averages gradients through
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -101,3 +102,21 @@ def replicas_identical(module: torch.nn.Module) -> bool:
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     return bool(low == high)
+
+
+def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool = False) -> torch.nn.Module:
+    """Under torchrun, ``model`` in DistributedDataParallel (else as it is). Each rank keeps its own BatchNorm
+    statistics while training (broadcasting them from rank 0 at every forward would also break the two forward
+    passes of the D step); ``sync_bn`` normalises over the global batch instead (CUDA only)."""
+    if not current().distributed:
+        return model
+    if sync_bn:
+        if device.type != "cuda":
+            raise ValueError("--sync-bn needs CUDA (NCCL); drop it for CPU runs")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    ddp = torch.nn.parallel.DistributedDataParallel
+    # newer torch names the switch forward_sync_buffers (buffers still start equal: same seed, same init)
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else {"broadcast_buffers": False})
+    return ddp(model, device_ids=ids, **no_sync)

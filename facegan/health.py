@@ -14,6 +14,8 @@ from collections import deque
 
 import torch
 
+from .data import to_signed
+
 
 def diversity(images: torch.Tensor) -> float:
     """How much a batch of images in [-1, 1] differs from one another: the per-pixel standard deviation across the
@@ -37,6 +39,12 @@ class HealthMonitor:
         self._d_loss, self._d_fake = deque(maxlen=window), deque(maxlen=window)
         self.best_diversity = 0.0
         self.warned: set[str] = set()
+
+    @classmethod
+    def for_images(cls, images: torch.Tensor, seed: int) -> "HealthMonitor":
+        """A monitor measured on 256 of the training images (uint8, a fixed random choice by ``seed``)."""
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:256]
+        return cls(to_signed(images[pick.to(images.device)].cpu()))
 
     def steps(self, values: torch.Tensor) -> None:
         """``values``: (steps, 4) rows of d_loss, g_loss, D(x), D(G(z)) (the probabilities may be NaN: unknown)."""

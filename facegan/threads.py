@@ -57,6 +57,16 @@ class ThreadTuner:
         self._benched: dict[int, tuple[float, float]] = {}  # count -> (left out until, for how long)
         self._probing: int | None = None  # the count being timed, while measuring
 
+    @classmethod
+    def for_run(cls, config, device, world) -> "ThreadTuner | None":
+        """``--threads auto`` on the CPU: a tuner that follows the free cores. Not with --deterministic
+        (bit-for-bit runs keep one count), not under torchrun (it sets each process's share), not on one core."""
+        counts = candidate_counts(available_cores())
+        if (config.thread_count() or device.type != "cpu" or config.deterministic or world.distributed
+                or len(counts) < 2):
+            return None
+        return cls(counts)
+
     def _start_probe(self) -> None:
         self._rates: dict[int, float] = {}
         now = self.clock()

@@ -129,7 +129,8 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
     """
     done = facegan(*ARGS, "--epochs", "2", "--out", str(out), "--resume", driver=driver)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "No space left on device" in done.stderr and "previous checkpoint is intact" in done.stderr
+    assert "No space left on device" in done.stderr and "is full" in done.stderr
+    assert "last checkpoint (epoch 1, step 8) is intact" in done.stderr and "--resume" in done.stderr
     assert (out / "checkpoint.pt").read_bytes() == before
 
 

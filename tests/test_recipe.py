@@ -78,14 +78,14 @@ def test_augmentation_is_differentiable_repeatable_and_keeps_the_dtype():
 
 
 def test_augmented_run_shows_D_augmented_reals_and_fakes(tmp_path, monkeypatch):
-    import facegan.train as train_module
+    import facegan.step as step_module
     calls = []
-    original = train_module.augment
+    original = step_module.augment
 
     def spy(images, policy, generator):
         calls.append((images.requires_grad, policy))
         return original(images, policy, generator)
-    monkeypatch.setattr(train_module, "augment", spy)
+    monkeypatch.setattr(step_module, "augment", spy)
     train(small(tmp_path, epochs=1, augment="translation,cutout"), progress=False)
     steps = 256 // 32
     assert len(calls) == 3 * steps, "real and fake in the D step, fake again in the G step"
@@ -97,13 +97,13 @@ def test_r1_penalty_is_the_squared_input_gradient_and_applied_lazily(tmp_path):
     trainer = Trainer(small(tmp_path, r1_gamma=10.0, r1_every=4), write=False, progress=False)
     real = _images(4, 32).requires_grad_(True)
     logits = trainer.D(real)
-    penalty = trainer._r1_penalty(logits, real)
+    penalty = trainer.default_step.r1_penalty(logits, real)
     gradient, = torch.autograd.grad(trainer.D(real).sum(), real)
     assert penalty.item() == pytest.approx(10.0 / 2 * gradient.pow(2).sum().item() / 4 * 4, rel=1e-4)
 
     applied = []
-    original = trainer._r1_penalty
-    trainer._r1_penalty = lambda logits, x: applied.append(trainer.step) or original(logits, x)
+    original = trainer.default_step.r1_penalty
+    trainer.default_step.r1_penalty = lambda logits, x: applied.append(trainer.step) or original(logits, x)
     trainer.run()
     assert applied == [0, 4, 8, 12], "every r1_every-th step only"
 

@@ -70,13 +70,13 @@ def test_a_fixed_count_is_set_and_not_tuned(tmp_path):
     config = TrainConfig(synthetic_count=128, batch_size=32, d_conv_dim=8, g_conv_dim=8, z_size=16, epochs=1,
                          threads="1", out=str(tmp_path / "r"), n_samples=4)
     trainer = Trainer(config, progress=False)
-    assert torch.get_num_threads() == 1 and trainer._thread_tuner() is None
+    assert torch.get_num_threads() == 1 and ThreadTuner.for_run(trainer.config, trainer.device, trainer.world) is None
     torch.set_num_threads(before)
     auto = Trainer(TrainConfig(**{**config.to_dict(), "threads": "auto"}), progress=False, write=False)
-    assert (auto._thread_tuner() is not None) == (available_cores() > 1)
+    assert (ThreadTuner.for_run(auto.config, auto.device, auto.world) is not None) == (available_cores() > 1)
     deterministic = Trainer(TrainConfig(**{**config.to_dict(), "threads": "auto", "deterministic": True}),
                             progress=False, write=False)
-    assert deterministic._thread_tuner() is None
+    assert ThreadTuner.for_run(deterministic.config, deterministic.device, deterministic.world) is None
     torch.use_deterministic_algorithms(False)
     result = auto.run()
     assert result.threads.startswith("threads auto") and torch.get_num_threads() == before
