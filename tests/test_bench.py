@@ -121,8 +121,9 @@ def test_the_lever_bench_prints_a_row_per_lever(capsys):
 
 
 def test_the_matmul_forms_of_the_slow_convolutions_compute_the_same_thing():
-    """bench/conv_alternatives.py's comparison means something only if both sides compute the same gradient or
-    output: unfold/fold + matmul against oneDNN's convolution kernels, in fp32."""
+    """bench/studies/conv_alternatives.py's comparison means something only if both sides compute the same gradient
+    or output: unfold/fold + matmul against oneDNN's convolution kernels, in fp32."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench", "studies"))
     from conv_alternatives import cases
     torch.manual_seed(0)
     names = []

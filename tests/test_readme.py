@@ -1,5 +1,6 @@
-"""Every command the README tells people to run is installed by the README's own install step
-(`pip install -r requirements.txt`): each program it names is on PATH and starts, each `python -m` module imports."""
+"""Every command the README and the pages of docs/ tell people to run is installed by the README's own install step
+(`pip install -r requirements.txt`): each program they name is on PATH and starts, each `python -m` module imports,
+each script exists; and the README stays short, with the measurements in docs/."""
 import importlib.util
 import re
 import shutil
@@ -10,15 +11,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+TEXTS = [README] + [page.read_text() for page in DOCS]
 PROGRAMS = {"python", "python3", "pip", "jupyter", "papermill", "torchrun", "facegan"}
 
 
-def readme_commands() -> list[list[str]]:
-    """The command lines in the README's bash blocks and inline code, split at && and |, each as its words with
+def readme_commands(text: str = README) -> list[list[str]]:
+    """The command lines in a page's bash blocks and inline code, split at && and |, each as its words with
     leading VAR=value assignments dropped; only those that start with a program a user runs."""
-    blocks = [body for language, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+    blocks = [body for language, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S)
               if language in ("bash", "sh", "")]
-    prose = re.sub(r"```.*?```", "", README, flags=re.S)
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
     lines = [line for block in blocks for line in block.splitlines()] + re.findall(r"`([^`\n]+)`", prose)
     commands = []
     for line in lines:
@@ -31,7 +34,30 @@ def readme_commands() -> list[list[str]]:
     return commands
 
 
-COMMANDS = readme_commands()
+COMMANDS = [words for text in TEXTS for words in readme_commands(text)]
+
+
+def test_the_readme_is_short_and_links_every_docs_page():
+    assert len(README.encode()) <= 12 * 1024, "the README is for newcomers: measurements and guides go to docs/"
+    assert {"speed.md", "quality.md", "grading.md", "distributed.md", "reliability.md"} <= {p.name for p in DOCS}
+    for page in DOCS:
+        assert f"](docs/{page.name})" in README, f"the README does not link docs/{page.name}"
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_each_docs_page_ends_with_the_commands_that_reproduce_it(page):
+    text = page.read_text()
+    tail = text[text.rindex("\n## "):]
+    assert tail.startswith("\n## Reproduce") or page.name == "contributing.md", \
+        f"{page.name} must end with a '## Reproduce' section"
+    assert page.name == "contributing.md" or readme_commands(tail), f"{page.name}'s Reproduce section has no command"
+
+
+def test_every_image_and_page_the_docs_link_exists():
+    for page in [ROOT / "README.md", *DOCS]:
+        for target in re.findall(r"\]\(([^)#]+?)\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name} links a missing {target}"
 
 
 def test_the_readme_names_its_ways_in():

@@ -1,8 +1,8 @@
-"""Can the slowest convolutions of a step be had faster as plain matrix products? For each op that
+"""A study, concluded (docs/speed.md records the result): can the slowest convolutions of a step be had faster as plain matrix products? For each op that
 bench/layers.py finds far below the matmul rate, the same arithmetic written as unfold/fold + one matmul, timed
 side by side with oneDNN's kernel in the layout and dtype the step uses, and checked to give the same numbers.
 
-    python bench/conv_alternatives.py [--dtype fp32|bf16] [--threads N]
+    python bench/studies/conv_alternatives.py [--dtype fp32|bf16] [--threads N]
 
 If the matmul form is no faster, the op's speed is what this CPU's matmul reaches for that shape (a skinny product),
 not a poor kernel choice, and rewriting the layer would not help.
@@ -16,7 +16,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # bench/: layers, throughput
 from layers import timed  # noqa: E402
 from throughput import matmul_rate  # noqa: E402
 
