@@ -109,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     exercise = commands.add_parser(
         "exercise", help="write the learner's edition of the notebook (answers replaced by stubs)",
-        description="Write the notebook with every answer between '### BEGIN SOLUTION' and '### END SOLUTION' "
-                    "replaced by '# YOUR CODE HERE' + 'raise NotImplementedError()' (markdown: 'YOUR ANSWER HERE'), "
-                    "outputs cleared. The solved notebook also works with nbgrader as it is.")
+        description="Write the student edition of the notebook, the same one nbgrader's generate_assignment "
+                    "releases: every answer between nbgrader's solution markers replaced by '# YOUR CODE HERE' + "
+                    "'raise NotImplementedError()' (markdown: 'YOUR ANSWER HERE'), outputs cleared, graded and "
+                    "read-only cells locked.")
     exercise.add_argument("out", metavar="OUT.ipynb", help="where to write the exercise notebook")
     exercise.add_argument("--notebook", default="dlnd_face_generation.ipynb",
                           help="the solved notebook (default: dlnd_face_generation.ipynb in this folder)")

@@ -1,10 +1,13 @@
-"""The learner's edition of the notebook.
+"""The learner's edition of the notebook: the same notebook nbgrader's ``generate_assignment`` releases.
 
-The solved notebook marks each answer the way nbgrader does, between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
-lines, so instructors can also hand it to nbgrader as it is. ``make_exercise`` turns every marked region of a code
-cell into ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` at the region's indentation, every marked region of
-a markdown cell into ``YOUR ANSWER HERE``, and clears the outputs; everything else stays as it was. The notebook is
-read and written as plain JSON (nbformat 4), so this needs nothing beyond the standard library.
+The solved notebook is an nbgrader source notebook: answers sit between nbgrader's begin/end solution marker lines
+inside answer cells, graders in locked, graded test cells, the rest in read-only cells. Where nbgrader is
+installed (``requirements.txt`` brings it), ``make_exercise`` runs nbgrader's own release preprocessors (lock the
+cells, clear the solutions and outputs, checksums), less the ones that need a course database, so the edition is
+nbgrader's release version cell for cell (``tests/test_nbgrader.py`` compares them). Without nbgrader, the same
+edition is made here with the standard library: every marked region of a code cell becomes ``# YOUR CODE HERE`` and
+``raise NotImplementedError()`` at the region's indentation, of a markdown cell ``YOUR ANSWER HERE``, outputs are
+cleared and locked cells are marked undeletable and uneditable; only nbgrader's checksums are missing.
 """
 from __future__ import annotations
 
@@ -78,17 +81,44 @@ def _cleared(cell: dict, source: str) -> dict:
 def make_exercise(notebook: dict) -> dict:
     """The learner's edition of a solved notebook (a dict in nbformat 4). Raises ExerciseError for markers that
     don't pair up, or a notebook without any."""
-    cells, count = [], 0
+    count = sum(len(regions(_source(cell), f"cell {index}")) for index, cell in enumerate(notebook.get("cells", [])))
+    if not count:
+        raise ExerciseError(f"no '{BEGIN}' ... '{END}' regions found: is this the solved notebook?")
+    marked = any("nbgrader" in cell.get("metadata", {}) for cell in notebook.get("cells", []))
+    try:  # nbgrader itself refuses marked regions in cells without its metadata; this module handles those
+        return _nbgrader_release(notebook) if marked else _plain_release(notebook)
+    except ImportError:
+        return _plain_release(notebook)
+
+
+def _nbgrader_release(notebook: dict) -> dict:
+    import nbformat
+    from nbgrader import preprocessors as nbg
+    nb = nbformat.reads(json.dumps(notebook), as_version=4)
+    # generate_assignment's own order, less IncludeHeaderFooter/InstantiateTests (unused) and SaveCells (the db)
+    for step in (nbg.LockCells, nbg.ClearSolutions, nbg.ClearOutput, nbg.CheckCellMetadata, nbg.ComputeChecksums,
+                 nbg.ClearHiddenTests, nbg.ClearMarkScheme, nbg.ComputeChecksums, nbg.CheckCellMetadata):
+        nb, _ = step().preprocess(nb, {})
+    return json.loads(json.dumps(nb))  # a plain dict, each cell's source one string as in _plain_release
+
+
+def _plain_release(notebook: dict) -> dict:
+    cells = []
     for index, cell in enumerate(notebook.get("cells", [])):
         text, where = _source(cell), f"cell {index}"
-        count += len(regions(text, where))
         if cell.get("cell_type") == "markdown":
             text = _replace_regions(text, where, lambda indent: [indent + ANSWER_STUB])
         elif cell.get("cell_type") == "code":
             text = _replace_regions(text, where, lambda indent: [indent + line for line in CODE_STUB])
-        cells.append(_cleared(cell, text))
-    if not count:
-        raise ExerciseError(f"no '{BEGIN}' ... '{END}' regions found: is this the solved notebook?")
+        cell = _cleared(cell, text)
+        # as nbgrader's LockCells: no graded, answer or read-only cell can be deleted; read-only and test cells
+        # can't be edited either
+        grading = cell.get("metadata", {}).get("nbgrader", {})
+        if any(grading.get(flag) for flag in ("solution", "grade", "locked")):
+            cell["metadata"] = {**cell["metadata"], "deletable": False}
+        if grading.get("locked") or (grading.get("grade") and not grading.get("solution")):
+            cell["metadata"]["editable"] = False
+        cells.append(cell)
     return {**notebook, "cells": cells}
 
 

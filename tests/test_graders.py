@@ -593,7 +593,8 @@ def test_broken_training_output_is_caught():
     caught(graders.test_training_output, [(1.0, float("nan"))], good, says="finite losses")
     caught(graders.test_training_output, [(1.0, 0.5)], [], says="one sample batch per epoch")
     caught(graders.test_training_output, [(1.0, 0.5)], [torch.rand(8, 3, 32, 32) * 3], says="in [-1, 1]")
-    caught(graders.test_training_output, [(1.0, 0.5)], [torch.zeros(8, 3, 32, 32)], says="differ from one")
+    long_run = [(1.0, 0.5)] * graders.UPDATES_TO_JUDGE_COLLAPSE
+    caught(graders.test_training_output, long_run, [torch.zeros(8, 3, 32, 32)], says="differ from one")
 
 
 def test_identical_samples_after_a_batchnorm_init_near_zero_name_the_init():
@@ -613,7 +614,41 @@ def test_identical_samples_after_a_batchnorm_init_near_zero_name_the_init():
     caught(graders.test_training_output, [(1.0, 0.5)], samples, G,
            says=["BatchNorm weights average", "must not draw BatchNorm weights from N(0, 0.02)"])
     healthy = Generator(100, 32).apply(weights_init_normal)
-    caught(graders.test_training_output, [(1.0, 0.5)], [torch.zeros(4, 3, 32, 32)], healthy, says="G has collapsed")
+    long_run = [(1.0, 0.5)] * graders.UPDATES_TO_JUDGE_COLLAPSE
+    caught(graders.test_training_output, long_run, [torch.zeros(4, 3, 32, 32)], healthy, says="G has collapsed")
+
+
+def test_alike_samples_after_a_short_run_are_not_called_collapse(capsys):
+    """A handful of updates is too few to tell collapse from a slow start: the grader says so and passes; the same
+    samples after a run long enough to know are a collapse."""
+    healthy = Generator(100, 32).apply(weights_init_normal)
+    alike = [torch.zeros(4, 3, 32, 32), torch.zeros(4, 3, 32, 32)]
+    short = [(1.0, 0.5)] * 16
+    passes(capsys, graders.test_training_output, short, alike, healthy)
+    graders.test_training_output(short, alike, healthy)
+    assert "after 16 updates the samples are still alike; train longer before judging" in capsys.readouterr().out
+    caught(graders.test_training_output, short + [(1.0, 0.5)] * graders.UPDATES_TO_JUDGE_COLLAPSE, alike, healthy,
+           says="G has collapsed")
+
+
+def test_samples_out_of_range_from_a_generator_without_tanh_are_the_generators_finding(capsys):
+    """One bug, one lost grade: a generator without tanh fails test_generator; its samples, stored as they are,
+    are not held against the training step too. Samples out of range from a generator with tanh still are."""
+    class NoTanh(Generator):
+        def forward(self, z):
+            return super().forward(z) * 1000  # beyond tanh's range, as a missing tanh would be
+    torch.manual_seed(0)
+    G = NoTanh(100, 32).apply(weights_init_normal)
+    with torch.no_grad():
+        samples = [G.eval()(torch.rand(16, 100) * 2 - 1)]
+    assert samples[0].abs().max() > 1  # the failure is real, not staged
+    passes(capsys, graders.test_training_output, [(1.0, 0.5)], samples, G.train())
+    graders.test_training_output([(1.0, 0.5)], samples, G)
+    assert "because the generator's own output does" in capsys.readouterr().out
+    assert G.training, "asking G must leave its mode alone"
+    caught(graders.test_generator, NoTanh, says="tanh")
+    with_tanh = Generator(100, 32).apply(weights_init_normal)
+    caught(graders.test_training_output, [(1.0, 0.5)], [torch.rand(8, 3, 32, 32) * 3], with_tanh, says="in [-1, 1]")
 
 
 def test_broken_dataloaders_are_caught():

@@ -65,13 +65,12 @@ def test_every_step_is_written_in_the_notebook_and_graded():
 
 
 def test_each_graded_definition_is_checked_before_it_is_used():
-    """So the exercise edition stops at the grader, not at a bare NotImplementedError further down."""
-    for cell in read().cells:
-        text = cell.source
-        for name, grader in (("get_dataloader", "test_get_dataloader"), ("scale", "test_scale"),
-                             ("build_optimizers", "test_build_optimizers")):
-            if f"def {name}(" in text:
-                assert text.index(f"tests.{grader}(") < text.index(f"{name}(", text.index(f"def {name}(") + 5)
+    """So the exercise edition stops at the grader, not at a bare NotImplementedError further down. (The grader
+    sits in the graded cell right after the answer cell, as nbgrader needs.)"""
+    text = code_of(read())
+    for name, grader in (("get_dataloader", "test_get_dataloader"), ("scale", "test_scale"),
+                         ("build_optimizers", "test_build_optimizers")):
+        assert text.index(f"tests.{grader}(") < text.index(f"{name}(", text.index(f"def {name}(") + 5)
 
 
 def graded_steps(nb):
@@ -190,7 +189,15 @@ def test_exercise_keeps_everything_but_the_answers():
     assert len(exercise["cells"]) == len(solved["cells"])
     stubs = 0
     for before, after in zip(solved["cells"], exercise["cells"]):
-        assert before["cell_type"] == after["cell_type"] and before["metadata"] == after["metadata"]
+        # nbgrader's release adds only its locks and checksums to the metadata
+        added = {"deletable", "editable"}
+        assert before["cell_type"] == after["cell_type"]
+        assert {k: v for k, v in after["metadata"].items() if k not in added} == \
+            {**before["metadata"], **({"nbgrader": after["metadata"]["nbgrader"]} if "nbgrader" in before["metadata"]
+                                      else {})}
+        if "nbgrader" in before["metadata"]:
+            assert {k: v for k, v in after["metadata"]["nbgrader"].items() if k not in ("checksum", "cell_type")} \
+                == before["metadata"]["nbgrader"]
         assert not {line.strip() for line in after["source"].split("\n")} & {"### BEGIN SOLUTION", "### END SOLUTION"}
         stubs += after["source"].count("raise NotImplementedError()") + after["source"].count("YOUR ANSWER HERE")
         if after["cell_type"] == "code":
@@ -210,7 +217,9 @@ def test_blank_exercise_stops_at_the_first_step_with_the_graders_message(tmp_pat
     errors = [(i, o) for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.output_type == "error"]
     assert len(errors) == 1
     index, error = errors[0]
-    assert "def get_dataloader(" in nb.cells[index].source
+    # the grader's cell right after the answer cell (nbgrader keeps answers and graded tests in cells of their own)
+    assert nb.cells[index].source.startswith("tests.test_get_dataloader(")
+    assert "def get_dataloader(" in nb.cells[index - 1].source
     assert error.ename == "GraderFailure"  # an AssertionError subclass: the grader's verdict
     assert "not implemented yet" in error.evalue and "write get_dataloader" in error.evalue
     assert "NotImplementedError" in error.evalue
@@ -267,3 +276,34 @@ def test_stub_keeps_the_regions_indentation():
     exec(source, namespace)
     with pytest.raises(NotImplementedError):
         namespace["f"]()
+
+
+def test_the_solved_notebook_is_a_valid_nbgrader_source_notebook():
+    """Answer cells are solution cells, each grader call sits in a locked, graded test cell with points, the
+    closing reflection is a manually graded answer, the rest is read-only (the parameters stay editable), ids are
+    unique, and no prose outside an answer spells out a solution marker (nbgrader would read it as one)."""
+    nb = read()
+    ids = []
+    for cell in nb.cells:
+        grading = cell.metadata.get("nbgrader")
+        text = cell.source
+        if "parameters" in cell.metadata.get("tags", []):
+            assert grading is None, "the parameters cell stays editable"
+            continue
+        assert grading is not None and grading["schema_version"] == 3, text[:60]
+        ids.append(grading["grade_id"])
+        if "### BEGIN SOLUTION" in text:
+            assert grading["solution"] and not grading["locked"], text[:60]
+        if "tests.test_" in text:
+            assert cell.cell_type == "code" and grading["grade"] and grading["locked"] and grading["points"] > 0
+            assert not grading["solution"] and "### BEGIN SOLUTION" not in text
+        if not grading["solution"] and not grading["grade"]:
+            assert grading["locked"], text[:60]
+    assert len(ids) == len(set(ids)), "grade ids must be unique"
+    reflection = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "reflection")
+    assert reflection.cell_type == "markdown" and reflection.metadata["nbgrader"]["grade"]
+    graded = [c.metadata["nbgrader"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert sum(g["points"] for g in graded if not g["solution"]) == 15
+    pytest.importorskip("nbgrader")
+    from nbgrader.preprocessors import CheckCellMetadata
+    CheckCellMetadata().preprocess(nbformat.from_dict(json.loads(json.dumps(nb))), {})

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 TEXTS = [README] + [page.read_text() for page in DOCS]
-PROGRAMS = {"python", "python3", "pip", "jupyter", "papermill", "torchrun", "facegan"}
+PROGRAMS = {"python", "python3", "pip", "jupyter", "papermill", "torchrun", "facegan", "nbgrader"}
 
 
 def readme_commands(text: str = README) -> list[list[str]]:
