@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,10 @@ def test_every_numeric_flag_is_checked_at_parse_time_by_validates_rule(capsys):
                 checked.append(f.name)
                 break
     assert len(checked) >= 14, checked
+
+
+def test_python_m_facegan_runs_the_cli():
+    """facegan/__main__.py: `python -m facegan` is the CLI (a fast check; the end-to-end runs are slow tests)."""
+    done = subprocess.run([sys.executable, "-m", "facegan", "--help"], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and "usage: facegan" in done.stdout and "exercise" in done.stdout
