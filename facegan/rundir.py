@@ -13,6 +13,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import socket
@@ -46,11 +47,12 @@ class TrainingError(Exception):
 
 
 def size_text(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
+    """A byte count for people: '435 bytes', '1.3 MB'."""
+    if n < 1024:
+        return f"{n} bytes"
+    units = ("KB", "MB", "GB")
+    power = min(len(units), max(1, int(math.log(n, 1024))))
+    return f"{n / 1024 ** power:.1f} {units[power - 1]}"
 
 
 def free_space(path: str | os.PathLike) -> int | None:
@@ -103,8 +105,11 @@ class RunDir:
                 handle.seek(0)
                 msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         except OSError:
-            handle.seek(0)
-            holder = _holder_text(handle.read())
+            try:
+                handle.seek(0)
+                holder = _holder_text(handle.read())
+            except OSError:  # Windows keeps a locked byte from other readers
+                holder = _holder_text("")
             handle.close()
             raise TrainingError(f"run directory '{self.path}' is in use by another run ({holder}): wait for it to "
                                 "finish or stop it, or choose another --out") from None

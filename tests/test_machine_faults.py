@@ -2,6 +2,7 @@
 on one directory, a run killed while holding it, and a batch too large for memory. Each must end in one clear line
 and exit 1, leave every file that was there intact, and let a later --resume finish the run."""
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -186,3 +187,22 @@ def test_out_of_memory_names_the_flag_to_lower(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     line, = done.stderr.strip().splitlines()
     assert line.startswith("error: out of memory on the cpu at batch size 2048") and "lower --batch-size" in line
+
+
+def test_each_failed_write_is_told_in_words(tmp_path):
+    """The messages themselves, without a full disk (fast): what failed, where, how much, what is intact."""
+    import errno
+    from facegan.rundir import write_failure
+    full = write_failure(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "run", 1_371_000)
+    assert full.startswith(f"the disk holding '{tmp_path / 'run'}' is full (No space left on device, ")
+    assert full.endswith("free, writing it needs 1.3 MB)")
+    assert "is not writable (Read-only file system)" in write_failure(OSError(errno.EROFS, "Read-only file system"),
+                                                                      tmp_path)
+    assert write_failure(OSError(errno.EIO, "Input/output error"), tmp_path) is None
+    assert [size_text(n) for n in (435, 40_000, 1_371_000)] == ["435 bytes", "39.1 KB", "1.3 MB"]
+    files = RunDir(tmp_path / "run")
+    for saved, says in ((None, "no checkpoint was written yet"), ((3, 24), "the last checkpoint (epoch 3, step 24)")):
+        files.saved = saved
+        with pytest.raises(TrainingError, match=r"while saving losses\.csv: " + re.escape(says)):
+            with files.writing("losses.csv"):
+                raise OSError(errno.ENOSPC, "No space left on device")
