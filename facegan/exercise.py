@@ -98,7 +98,11 @@ def _nbgrader_release(notebook: dict) -> dict:
     # generate_assignment's own order, less IncludeHeaderFooter/InstantiateTests (unused) and SaveCells (the db)
     for step in (nbg.LockCells, nbg.ClearSolutions, nbg.ClearOutput, nbg.CheckCellMetadata, nbg.ComputeChecksums,
                  nbg.ClearHiddenTests, nbg.ClearMarkScheme, nbg.ComputeChecksums, nbg.CheckCellMetadata):
-        nb, _ = step().preprocess(nb, {})
+        try:
+            nb, _ = step().preprocess(nb, {})
+        except Exception as e:  # noqa: BLE001 - nbgrader raises plain errors for a notebook it refuses
+            raise ExerciseError(f"nbgrader refuses this notebook ({str(e).splitlines()[0]}): fix its nbgrader "
+                                "cell metadata, or check it with `nbgrader validate`") from None
     return json.loads(json.dumps(nb))  # a plain dict, each cell's source one string as in _plain_release
 
 

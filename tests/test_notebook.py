@@ -307,3 +307,18 @@ def test_the_solved_notebook_is_a_valid_nbgrader_source_notebook():
     pytest.importorskip("nbgrader")
     from nbgrader.preprocessors import CheckCellMetadata
     CheckCellMetadata().preprocess(nbformat.from_dict(json.loads(json.dumps(nb))), {})
+
+
+def test_a_notebook_nbgrader_refuses_is_one_line(tmp_path, capsys):
+    """An answer region in a read-only cell of a marked notebook: nbgrader refuses it, and the CLI says so."""
+    from facegan.cli import main
+    pytest.importorskip("nbgrader")
+    notebook = json.loads(NOTEBOOK.read_text())
+    locked = next(c for c in notebook["cells"] if c["metadata"].get("nbgrader", {}).get("locked")
+                  and c["cell_type"] == "code")
+    locked["source"] = "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n"
+    (tmp_path / "bad.ipynb").write_text(json.dumps(notebook))
+    assert main(["exercise", str(tmp_path / "out.ipynb"), "--notebook", str(tmp_path / "bad.ipynb")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: nbgrader refuses this notebook (") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.ipynb").exists()
