@@ -68,11 +68,6 @@ def checkpoint_bytes(state: dict) -> bytes:
     return buffer.getvalue()
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    blob = checkpoint_bytes(state)
-    atomic_write(path, lambda f: f.write(blob))
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a training checkpoint (on the CPU). Raises CheckpointError with a fix for anything unusable."""
     path = Path(path)
