@@ -472,7 +472,7 @@ def test_training_output(losses, samples, G=None):
         in_range = bool(batch.min() >= -1 and batch.max() <= 1)
         if not in_range and not blamed_on_G:
             # the generator itself draws outside [-1, 1] (no tanh): test_generator grades that, not this step
-            blamed_on_G = G is not None and _draws_outside_range(G)
+            blamed_on_G = G is not None and _lacks_tanh(G)
             if blamed_on_G:
                 print(f"note: samples[{i}] lie outside [-1, 1] because the generator's own output does (no tanh at "
                       "its end): test_generator's finding, fix it there")
@@ -502,18 +502,14 @@ def test_training_output(losses, samples, G=None):
 UPDATES_TO_JUDGE_COLLAPSE = 200
 
 
-def _draws_outside_range(G) -> bool:
-    """Whether G's own output for random latents leaves [-1, 1]; False when that can't be told."""
+def _lacks_tanh(G) -> bool:
+    """Whether G's output layer is unsquashed, by test_generator's own check: with its last layer scaled x1000 (a
+    copy, in eval mode, so G itself is untouched) its images leave [-1, 1]. False when that can't be told."""
     try:
         linear = next(m for m in G.modules() if isinstance(m, nn.Linear))
-        device = next(G.parameters()).device
-        was_training = G.training
-        G.eval()  # eval mode: asking must not move its BatchNorm statistics
-        try:
-            with torch.no_grad():
-                out = G(torch.rand(8, linear.in_features, device=device) * 2 - 1).float()
-        finally:
-            G.train(was_training)
+        z = torch.rand(8, linear.in_features, device=next(G.parameters()).device) * 2 - 1
+        with torch.no_grad():
+            out = _amplify_last_layer(G).eval()(z).float()
         return bool(out.min() < -1 or out.max() > 1)
     except Exception:  # noqa: BLE001 - a learner's G may fail in any way here; then no excuse is made
         return False
