@@ -3,36 +3,86 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import tempfile
 import time
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from facegan.data import load_images
+from facegan.data import CELEBA_ASPECT, DataError, find_images, load_images
 from facegan.models import build_network, fake_loss, real_loss
 
 
-def udacity_style_folder(data: str | None, index=None, n: int = 4096) -> str:
-    """A folder laid out for torchvision's ImageFolder (one class subfolder) holding 64x64 JPEG face crops, like the
-    Udacity processed_celeba_small set: the source's images (``index`` selects some) cropped and resized the way
-    facegan does, or ``n`` generated faces when ``data`` is None. Both methods then read the very same files."""
+# Two ways to frame aligned CelebA, as boxes in its 178x218 frame (a scaled copy is scaled alike): side, centre x,
+# centre y. Alignment puts the eyes near y = 111 and the mouth near y = 152 in every image, so one box frames every
+# face alike.
+FRAMINGS = {
+    "face108": (108, 89, 109),  # the conventional DCGAN square, facegan's own crop: forehead to chin
+    "head150": (150, 89, 106),  # the whole head, hair and some background, as the Udacity crops frame a face
+}
+
+
+def framing_box(framing: str, width: int, height: int) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) pixel box of ``framing`` in an aligned CelebA image of this size."""
+    side, centre_x, centre_y = FRAMINGS[framing]
+    scale = width / 178
+    side = round(side * scale)
+    left, top = math.floor(centre_x * scale - side / 2), math.floor(centre_y * scale - side / 2)
+    return left, top, left + side, top + side
+
+
+def framed_crops(data: str, framing: str, size: int = 64) -> np.ndarray:
+    """Every image of aligned CelebA ``data`` (folder or zip) cut to ``framing`` and resized to ``size``, as uint8
+    (N, size, size, 3) in file-name order, decoded the way facegan's loader decodes."""
+    source = find_images(data)
+    if source.kind == "synthetic":
+        raise DataError("a framing cuts aligned CelebA images: point --data at img_align_celeba or its zip")
+    archive = zipfile.ZipFile(source.path) if source.kind == "zip" else None
+    crops = np.empty((len(source.members), size, size, 3), np.uint8)
+    try:
+        for i, name in enumerate(source.members):
+            with Image.open(archive.open(name) if archive else Path(source.path, name)) as im:
+                if abs(im.width / im.height - CELEBA_ASPECT) >= 0.01:
+                    raise DataError(f"{name} is {im.width}x{im.height}, not an aligned CelebA frame (178x218 or a "
+                                    "scaled copy): a framing cuts aligned CelebA images")
+                im.draft("RGB", (size * 2, size * 2))
+                box = framing_box(framing, *im.size)
+                crops[i] = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS, box=box))
+    finally:
+        if archive:
+            archive.close()
+    return crops
+
+
+def jpeg_folder(crops: np.ndarray, index=None) -> str:
+    """A folder laid out for torchvision's ImageFolder (one class subfolder) holding ``crops`` (``index`` selects
+    some) as JPEG files, like the Udacity processed_celeba_small set."""
     root = Path(tempfile.mkdtemp(prefix="facegan-bench-"))
     target = root / "faces"
     target.mkdir()
+    for i in range(len(crops)) if index is None else index.tolist():
+        Image.fromarray(crops[i]).save(target / f"{i:06d}.jpg", quality=95)
+    return str(root)
+
+
+def udacity_style_folder(data: str | None, index=None, n: int = 4096, framing: str | None = None) -> str:
+    """A jpeg_folder of 64x64 face crops, like the Udacity processed_celeba_small set: the source's images
+    (``index`` selects some) cropped and resized the way facegan does, or cut to ``framing``, or ``n`` generated
+    faces when ``data`` is None. Both methods then read the very same files."""
     if data is None:
         from facegan.synthetic import draw_faces
         crops = draw_faces(n, 64, seed=0)
-    else:
+    elif framing is None:
         crops = load_images(data, 64, progress=False).permute(0, 2, 3, 1).numpy()
-    chosen = range(len(crops)) if index is None else index.tolist()
-    for i in chosen:
-        Image.fromarray(crops[i]).save(target / f"{i:06d}.jpg", quality=95)
-    return str(root)
+    else:
+        crops = framed_crops(data, framing)
+    return jpeg_folder(crops, index)
 
 
 def seed_loader(folder: str, batch_size: int = 32, image_size: int = 32):

@@ -2,7 +2,11 @@
 same real images, then scored by FID/KID against held-out images neither saw.
 
     python bench/quality.py --minutes 15 --data ../shared/data/celeba_aligned_10k.zip [--set batch_size=256 ...]
-    python bench/quality.py --curve --data ../shared/data/celeba_aligned_10k.zip
+    python bench/quality.py --curve --data ../shared/data/celeba_aligned_10k.zip --framing face108
+
+The faces are cut from aligned CelebA in one of two framings (common.FRAMINGS): head150, the whole head with hair
+and some background as in the Udacity set (the default), or face108, the conventional square from forehead to chin.
+The real-vs-real FID of each framing, the floor under any generator's, is printed beside the results.
 
 Prints a table of steps, images seen, FID and KID per method, and ``ratio: X.XX`` (facegan FID / seed FID; lower is
 better), and writes a sample grid per method to --grids (default: assets/). With ``--curve`` both methods are scored
@@ -28,28 +32,51 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import CpuWatch, SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
+from common import FRAMINGS, CpuWatch, SeedMethod, framed_crops, jpeg_folder, seed_loader  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import find_images, load_images  # noqa: E402
 from facegan.images import save_grid  # noqa: E402
-from facegan.metrics import evaluate  # noqa: E402
+from facegan.metrics import Statistics, evaluate, frechet_distance, reference_statistics  # noqa: E402
 from facegan.models import sample_latent  # noqa: E402
 from facegan.train import Trainer  # noqa: E402
 
 
-def prepare(data: str, eval_n: int, seed_files: bool = True) -> types.SimpleNamespace:
-    """The images both methods learn from and are scored against: the source re-encoded as 64x64 JPEG face crops
-    like the Udacity set, read back at 32x32, split into training images and ``eval_n`` held-out ones. With
-    ``seed_files`` the training images are also written as a folder for the seed method's ImageFolder."""
+def prepare(data: str, eval_n: int, seed_files: bool = True, framing: str = "face108") -> types.SimpleNamespace:
+    """The images both methods learn from and are scored against: the source cut to ``framing`` (see
+    common.FRAMINGS) and re-encoded as 64x64 JPEG crops like the Udacity set, read back at 32x32, split into
+    training images and ``eval_n`` held-out ones (the same faces held out in every framing). With ``seed_files``
+    the training images are also written as a folder for the seed method's ImageFolder."""
     source = find_images(data)
-    train_index, held_out_index = split(load_images(data, 32, progress=False), eval_n)
-    folder = udacity_style_folder(data)
+    crops = framed_crops(data, framing)
+    train_index, held_out_index = split(torch.from_numpy(crops), eval_n)
+    folder = jpeg_folder(crops)
     images = load_images(os.path.join(folder, "faces"), 32, progress=False, cache=False)
+    # the face108 key is the one its reference statistics were cached under before framings had names
+    key = f"{source.fingerprint()}|held-out {eval_n}|udacity-style" + ("" if framing == "face108" else f"|{framing}")
     return types.SimpleNamespace(
-        train=images[train_index], held_out=images[held_out_index], folder=folder,
-        key=f"{source.fingerprint()}|held-out {eval_n}|udacity-style",
-        training_folder=udacity_style_folder(data, train_index) if seed_files else None)
+        train=images[train_index], held_out=images[held_out_index], folder=folder, key=key, framing=framing,
+        training_folder=jpeg_folder(crops, train_index) if seed_files else None)
+
+
+def real_floors(data: types.SimpleNamespace, precision: str = "auto") -> tuple[float, float]:
+    """FID of real faces against real faces, the floor a generator's FID is read against: the held-out faces' two
+    halves against each other, and as many training faces as there are held-out ones against the held-out set
+    (the sample sizes every run is scored at). Inception features are cached like any reference's."""
+    held_out = reference_statistics(data.held_out, data.key, precision=precision)
+    half = len(held_out.features) // 2
+    halves = frechet_distance(Statistics.of(held_out.features[:half]), Statistics.of(held_out.features[half:]))
+    pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:len(data.held_out)]
+    training = reference_statistics(data.train[pick.sort().values], data.key + "|training sample",
+                                    precision=precision)
+    return halves, frechet_distance(training, held_out)
+
+
+def remove_folders(data: types.SimpleNamespace | None) -> None:
+    """Delete the JPEG folders ``prepare`` wrote."""
+    for folder in (data.folder, data.training_folder) if data else ():
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -100,10 +127,20 @@ class FaceganRun:
 
     def __init__(self, images: torch.Tensor, config: TrainConfig):
         self.trainer = Trainer(config, images=images, progress=False, write=False)
+        self.images = images
 
     def train_until(self, seconds: float) -> None:
         self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60)
         self.trainer.run()
+
+    def train_updates(self, updates: int) -> None:
+        """Train up to ``updates`` generator steps in all, a whole number of epochs."""
+        per_epoch = len(self.images) // self.trainer.config.batch_size
+        if updates % per_epoch:
+            raise SystemExit(f"--updates {updates} is not a whole number of epochs ({per_epoch} steps each: "
+                             f"{len(self.images)} faces at batch {self.trainer.config.batch_size}): "
+                             f"use a multiple of {per_epoch}, e.g. {max(1, round(updates / per_epoch)) * per_epoch}")
+        self.train_epochs(updates // per_epoch)
 
     def train_epochs(self, epochs: int) -> None:
         """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes)."""
@@ -156,13 +193,16 @@ def main() -> None:
                              "units, within about 1%% of fp32, and fp32 elsewhere)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field of facegan's run (repeatable)")
+    parser.add_argument("--framing", choices=sorted(FRAMINGS), default="head150",
+                        help="how the faces are cut from aligned CelebA (default: head150, framed like the Udacity "
+                             "set; face108 is the conventional 108x108 square)")
     parser.add_argument("--skip-seed", action="store_true", help="train facegan only")
     parser.add_argument("--grids", default="assets", help="folder for the two sample grids (default: assets)")
     parser.add_argument("--curve", action="store_true",
                         help="score both methods at 1, 2, 5, 10 and 15 minutes (up to --minutes) and plot the curve")
     args = parser.parse_args()
 
-    data = prepare(args.data, args.eval_n, seed_files=not args.skip_seed)
+    data = prepare(args.data, args.eval_n, seed_files=not args.skip_seed, framing=args.framing)
     overrides = parse_overrides(args.set)
     config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes, **overrides)
 
@@ -190,11 +230,12 @@ def main() -> None:
     if args.curve:
         plot_curve(curves, Path(args.grids) / "quality_curve.png")
 
-    for folder in (data.folder, data.training_folder):
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
-    print(f"data: {args.data} as 64x64 JPEG face crops ({len(data.train)} training, {args.eval_n} held out); budget {args.minutes:g} min "
-          f"per method; FID/KID on {args.eval_n} images, Inception in {args.fid_precision}")
+    remove_folders(data)
+    halves, training = real_floors(data, args.fid_precision)
+    print(f"data: {args.data} as 64x64 JPEG crops framed {args.framing} ({len(data.train)} training, {args.eval_n} "
+          f"held out); budget {args.minutes:g} min per method; FID/KID on {args.eval_n} images, Inception in "
+          f"{args.fid_precision}")
+    print(f"floor (real vs real FID): held-out halves {halves:.2f}, {args.eval_n} training vs held-out {training:.2f}")
     config = trainer.config  # with the batch size resolved for this device
     print(f"facegan: {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'} (batch {config.batch_size},"
           f" lr {config.lr}/{config.d_lr or config.lr} (G/D), loss {config.loss}, D norm {config.d_norm}, "

@@ -1,39 +1,46 @@
-"""Screen recipe candidates: each trained for the same wall-clock budget with several seeds on the same images as
-bench/quality.py, scored by FID against the same held-out images, and summarised as mean and spread per candidate.
+"""Screen recipe candidates: each trained to the same budget with several seeds, on both framings of the faces
+(bench/common.py FRAMINGS: head150, framed like the Udacity set, and face108, the conventional square), scored by
+FID against held-out faces no run sees, and summarised as mean and spread per candidate and framing, with each
+framing's real-vs-real floor beside its table.
 
-    python bench/screen.py --data ../shared/data/celeba_aligned_10k.zip --minutes 5 --seeds 0 1 \\
-        --candidate "default" --candidate "diffaugment augment=translation,cutout" --log screen.jsonl
+    python bench/screen.py --data ../shared/data/celeba_aligned_10k.zip --updates 15000 --seeds 0 1 \\
+        --candidate "default" --candidate "lr2e-4 lr=2e-4" --log screen.jsonl
+
+``--updates N`` is the budget to compare recipes by: N generator updates, the same on any host (15,000 is what the
+default trains in about 15 minutes on a 2-core CPU with bf16 units), with the wall time and host logged beside the
+result. The clock does not enter such a result, so runs may share the CPU (``--threads 1``, one process per seed)
+and another process only slows them down. ``--seed-method`` with ``--updates`` trains the seed method (the Udacity
+loop) for as long as the first candidate's run of the same seed and framing trained: that comparison is one of
+wall time, so both runs must have had the CPU to themselves, which the bench checks. ``--minutes M`` gives every
+run M minutes instead (``--epochs`` is the older budget of updates, kept for the logs made with it).
 
 A candidate is a name followed by TrainConfig overrides (FIELD=VALUE, space-separated); "default" alone is facegan's
 defaults. ``also_ema=D`` or ``also_ema=D:W`` (repeatable) scores the same run a second time, at every point it is
 scored, through a moving average of decay D (and warm-up W, TrainConfig.ema_warmup) kept beside the run's own: the
 average changes only what is sampled, never the training, so one run measures both and the comparison is free of
-seed noise. ``--seed-method`` adds the seed method (the Udacity loop) to each seed's runs.
-Runs go one at a time, candidates in the inner loop (so a slow phase of the host hits every candidate alike rather
-than one), and each result is appended to --log as it comes, so an interrupted screen keeps what it
-measured; runs already in the log are skipped on a re-run. A run during which another process used the CPU is
-marked CONTAMINATED and left out of the means.
-
-``--epochs N`` gives every run a budget of updates instead of minutes (N epochs of the training faces), the same
-number on any host: 119 epochs of the 8,000 training faces at batch 64 are 14,875 steps, what a 2-core CPU with bf16
-units trains in 15 minutes, so a slower host can repeat that comparison step for step. The clock does not enter such
-a result, so another process on the CPU only slows it down, and it is not left out.
+seed noise. ``--curve`` scores runs of minutes on the way as well and plots them.
+Runs go framing by framing, one at a time, candidates in the inner loop (so a slow phase of the host hits every
+candidate alike rather than one), and each result is appended to --log as it comes, so an interrupted screen keeps
+what it measured; runs already in the log are skipped on a re-run. A timed run during which another process used
+the CPU is marked CONTAMINATED and left out of the means.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
-import shutil
 import statistics
 import sys
 import types
 from pathlib import Path
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import CpuWatch  # noqa: E402
-from quality import FaceganRun, SeedRun, parse_overrides, plot_curve, prepare  # noqa: E402
+from common import FRAMINGS, CpuWatch  # noqa: E402
+from quality import FaceganRun, SeedRun, parse_overrides, plot_curve, prepare, real_floors, \
+    remove_folders  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.metrics import evaluate  # noqa: E402
@@ -94,114 +101,168 @@ def summarise(results: list[dict]) -> list[tuple[str, str, list[float], float, f
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="real images (folder or zip), e.g. celeba_aligned_10k.zip")
+    parser.add_argument("--data", required=True, help="aligned CelebA (folder or zip), e.g. celeba_aligned_10k.zip")
+    parser.add_argument("--framing", nargs="+", choices=sorted(FRAMINGS), default=["head150", "face108"],
+                        help="how the faces are cut (default: both, head150 first; see bench/common.py)")
     parser.add_argument("--minutes", type=float, default=5, help="training budget per run (default: 5)")
+    parser.add_argument("--updates", type=int, nargs="+", default=None,
+                        help="a budget of generator updates instead of --minutes (a whole number of epochs); with "
+                             "several, each run is scored at each of them and the largest is its budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per candidate (default: 0 1)")
     parser.add_argument("--candidate", action="append", required=True, metavar="'NAME FIELD=VALUE ...'",
                         help="a candidate: its name, then TrainConfig overrides (repeatable)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per run (default: facegan's choice); not part of a candidate's settings")
     parser.add_argument("--eval-n", type=int, default=2000, help="held-out real images and generated images")
     parser.add_argument("--log", default="screen.jsonl", help="results, a JSON line per run (appended)")
-    parser.add_argument("--seed-method", action="store_true", help="also train the seed method with each seed")
+    parser.add_argument("--seed-method", action="store_true",
+                        help="also train the seed method with each seed: for --minutes, or with --updates for as "
+                             "long as the first candidate's run of that seed and framing trained")
     parser.add_argument("--curve", nargs="+", default=[], metavar="NAME",
                         help="candidates (or 'seed method') also scored at 1, 2, 5 and 10 minutes, plotted to --plot")
     parser.add_argument("--curve-seed", type=int, nargs="+", default=[0],
                         help="seeds whose --curve runs are scored on the way; the first is plotted (default: 0)")
     parser.add_argument("--plot", default="assets/quality_curve.png", help="where --curve draws the curve")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="a budget of updates instead of --minutes: train each run for this many epochs")
-    parser.add_argument("--report", action="store_true", help="train nothing: print the table (and plot) from --log")
+                        help="a budget of updates as epochs of the training faces (older logs; prefer --updates)")
+    parser.add_argument("--report", action="store_true", help="train nothing: print the tables (and plot) from --log")
     args = parser.parse_args(argv)
-    if args.epochs is not None and (args.curve or args.seed_method):
-        parser.error("--curve and --seed-method train for minutes: leave them out with --epochs")
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1 (got {args.epochs})")
+    if args.epochs is not None and args.updates is not None:
+        parser.error("--epochs and --updates are two ways to say one budget: give one")
+    by_updates = args.epochs is not None or args.updates is not None
+    if by_updates and args.curve:
+        parser.error("--curve scores runs at minutes of training: leave it out with --epochs or --updates")
+    if args.epochs is not None and args.seed_method:
+        parser.error("--seed-method needs --minutes or --updates")
+    for flag, value in (("--epochs", args.epochs), ("--updates", min(args.updates or [1]))):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1 (got {value})")
+    scored_updates = sorted(set(args.updates or []))
+    args.updates = scored_updates[-1] if scored_updates else None
 
     candidates = [parse_candidate(text) for text in args.candidate]
     for _, overrides, _ in candidates:
         TrainConfig(**overrides).validate()  # a typo fails now, not an hour in
     log = Path(args.log)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    data = None if args.report else prepare(args.data, args.eval_n, seed_files=args.seed_method)
     runs = candidates + ([("seed method", None, [])] if args.seed_method else [])
     unknown = set(args.curve) - {name for name, _, _ in runs}
     if unknown:
         parser.error(f"--curve names no candidate: {', '.join(sorted(unknown))}")
 
-    def same_budget(r):
-        """A logged run trained to this screen's budget: the same epochs, or the same minutes without epochs."""
-        return r.get("epochs") == args.epochs and (args.epochs is not None or r["minutes"] == args.minutes)
+    def same_budget(r, updates=None):
+        """A logged run trained to this screen's budget (or to ``updates`` of it): the same updates or epochs,
+        else the same minutes (a seed method run matched to a run of updates counts with that budget)."""
+        return (r.get("epochs") == args.epochs and r.get("updates") == (updates or args.updates)
+                and (by_updates or r["minutes"] == args.minutes))
 
-    def logged(name, settings, seed):
+    def logged(framing, name, settings, seed):
         return any(r["candidate"] == name and r["settings"] == settings and r["seed"] == seed and same_budget(r)
-                   for r in done)
+                   and framing_of(r) == framing for r in done)
 
     def curve_points(name, seed):
-        """Training minutes at which a run is scored: the budget, and for --curve runs 1, 2, 5 and 10 on the way."""
+        """Where a run is scored: at each of --updates, at the end of --epochs, or at the budget in minutes and for
+        --curve runs at 1, 2, 5 and 10 minutes on the way."""
+        if args.updates is not None:
+            return scored_updates
         if args.epochs is not None:
             return [None]
         if seed in args.curve_seed and name in args.curve:
             return [m for m in (1, 2, 5, 10) if m < args.minutes] + [args.minutes]
         return [args.minutes]
 
-    def record(name, settings, seed, G, run, note, config=None, minutes=None):
+    def record(data, name, settings, seed, G, run, note, config=None, minutes=None, updates=None, **extra):
         scores = evaluate(G, data.held_out, key=data.key, z_size=config.z_size if config else 100,
                           latent=config.latent if config else "uniform", precision="auto")
-        result = {"candidate": name, "settings": settings, "seed": seed, "minutes": minutes or args.minutes,
-                  "images_seen": run.seen, "steps": getattr(getattr(run, "trainer", None), "step", None),
+        result = {"candidate": name, "settings": settings, "seed": seed, "framing": data.framing,
+                  "minutes": minutes or args.minutes, "images_seen": run.seen,
+                  "steps": getattr(getattr(run, "trainer", None), "step", None),
                   "fid": round(scores.fid, 3), "kid": round(scores.kid, 6),
-                  "cpu": note, "clean": args.epochs is not None or "CONTAMINATED" not in note,
-                  "config": dataclasses.asdict(config) if config else None}
+                  "cpu": note, "clean": (by_updates and config is not None) or "CONTAMINATED" not in note,
+                  "config": dataclasses.asdict(config) if config else None, **extra}
         if args.epochs is not None:
             result["epochs"] = args.epochs
+        if args.updates is not None:
+            result["updates"] = updates or args.updates
         done.append(result)
         with open(log, "a") as f:
             f.write(json.dumps(result) + "\n")
-        print(f"{name} seed {seed}: FID {scores.fid:.2f} after {result['minutes']:g} min, {run.seen} images "
-              f"({note})", flush=True)
+        print(f"{data.framing} {name} seed {seed}: FID {scores.fid:.2f} after {result['minutes']:g} min, "
+              f"{result['steps'] or '-'} steps, {run.seen} images ({note})", flush=True)
 
+    def matched_minutes(framing, seed):
+        """The training minutes of the first candidate's logged run of this seed and framing, and its CPU note."""
+        name = candidates[0][0]
+        for r in done:
+            if r["candidate"] == name and r["seed"] == seed and framing_of(r) == framing and same_budget(r):
+                return r["minutes"], r["cpu"]
+        raise SystemExit(f"the seed method trains as long as {name} seed {seed} did, which is not in {log}")
+
+    floors, data = {}, None
     try:
-        for seed in [] if args.report else args.seeds:
-            for name, overrides, also_ema in runs:
-                if overrides is None:  # the seed method
-                    if logged(name, "Udacity loop", seed):
-                        continue
-                    run, notes = SeedRun(data.training_folder, seed), []
-                    for m in curve_points(name, seed):
-                        with CpuWatch() as watch:
-                            run.train_until(m * 60)
-                        notes.append(watch.note())
-                        record(name, "Udacity loop", seed, run.G.eval(), run, worst(notes), minutes=m)
-                    continue
-                settings = " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
-                extra = [extra_average(name, settings, decay, warmup) for decay, warmup in also_ema]
-                if logged(name, settings, seed) and all(logged(n, s, seed) for n, s, _ in extra):
-                    continue
-                config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes,
-                                     **{**overrides, "seed": seed})
-                run = FaceganRun(data.train, config)
-                emas, notes = keep_extra_emas(run.trainer, [average for _, _, average in extra]), []
-                for m in curve_points(name, seed):
-                    with CpuWatch() as watch:
-                        if m is None:
-                            run.train_epochs(args.epochs)
+        for framing in args.framing:
+            data = prepare(args.data, args.eval_n, seed_files=args.seed_method and not args.report, framing=framing)
+            floors[framing] = real_floors(data)
+            for seed in [] if args.report else args.seeds:
+                for name, overrides, also_ema in runs:
+                    if overrides is None:  # the seed method
+                        if logged(framing, name, "Udacity loop", seed):
+                            continue
+                        matched = {}
+                        if args.updates is not None:
+                            minutes, donor = matched_minutes(framing, seed)
+                            points = [minutes]
+                            matched = {"matched_to": candidates[0][0], "matched_cpu": donor}
                         else:
-                            run.train_until(m * 60)
-                    notes.append(watch.note())
-                    m = m if m is not None else round(run.trainer.elapsed / 60, 2)
-                    record(name, settings, seed, run.G.eval(), run, worst(notes), run.trainer.config, m)
-                    for (extra_name, extra_settings, (decay, warmup)), ema in zip(extra, emas):
-                        record(extra_name, extra_settings, seed, run.trainer.calibrated(ema).eval(), run,
-                               worst(notes), dataclasses.replace(run.trainer.config, ema=decay, ema_warmup=warmup), m)
+                            points = curve_points(name, seed)
+                        run, notes = SeedRun(data.training_folder, seed), []
+                        for m in points:
+                            with CpuWatch() as watch:
+                                run.train_until(m * 60)
+                            notes.append(watch.note())
+                            note = worst(notes + ([matched["matched_cpu"]] if matched else []))
+                            record(data, name, "Udacity loop", seed, run.G.eval(), run, note, minutes=m, **matched)
+                        continue
+                    settings = " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
+                    extra = [extra_average(name, settings, decay, warmup) for decay, warmup in also_ema]
+                    if logged(framing, name, settings, seed) and all(logged(framing, n, s, seed) for n, s, _ in extra):
+                        continue
+                    threads = {} if args.threads is None else {"threads": args.threads}
+                    config = TrainConfig(data=args.data, epochs=10_000, max_minutes=args.minutes,
+                                         **{**overrides, **threads, "seed": seed})
+                    run = FaceganRun(data.train, config)
+                    emas, notes = keep_extra_emas(run.trainer, [average for _, _, average in extra]), []
+                    for point in curve_points(name, seed):
+                        with CpuWatch() as watch:
+                            if args.updates is not None:
+                                run.train_updates(point)
+                            elif args.epochs is not None:
+                                run.train_epochs(args.epochs)
+                            else:
+                                run.train_until(point * 60)
+                        notes.append(watch.note())
+                        m = round(run.trainer.elapsed / 60, 2) if by_updates else point
+                        updates = point if args.updates is not None else None
+                        record(data, name, settings, seed, run.G.eval(), run, worst(notes), run.trainer.config, m,
+                               updates)
+                        for (extra_name, extra_settings, (decay, warmup)), ema in zip(extra, emas):
+                            record(data, extra_name, extra_settings, seed, run.trainer.calibrated(ema).eval(), run,
+                                   worst(notes), dataclasses.replace(run.trainer.config, ema=decay,
+                                                                     ema_warmup=warmup), m, updates)
+            remove_folders(data)
     finally:
-        for folder in (data.folder, data.training_folder) if data else ():
-            if folder:
-                shutil.rmtree(folder, ignore_errors=True)
+        remove_folders(data)
 
-    budget = f"{args.epochs} epochs" if args.epochs is not None else f"{args.minutes:g} min"
-    print(f"\n{budget} per run on {args.data}; FID against {args.eval_n} held-out images")
-    print(f"{'candidate':<28}{'settings':<44}{'FID by seed':<22}{'mean':>8}{'spread':>8}")
-    for name, settings, fids, mean, spread in summarise([r for r in done if same_budget(r)]):
-        print(f"{name:<28}{settings:<44}{' '.join(f'{f:.2f}' for f in fids):<22}{mean:>8.2f}{spread:>8.2f}")
+    for framing, point in itertools.product(args.framing, scored_updates or [None]):
+        budget = (f"{point} updates" if point is not None else
+                  f"{args.epochs} epochs" if args.epochs is not None else f"{args.minutes:g} min")
+        halves, training = floors[framing]
+        print(f"\n{framing}: {budget} per run on {args.data}; FID against {args.eval_n} held-out faces; "
+              f"floor (real vs real): held-out halves {halves:.2f}, {args.eval_n} training faces {training:.2f}")
+        print(f"{'candidate':<28}{'settings':<44}{'FID by seed':<22}{'mean':>8}{'spread':>8}")
+        rows = [r for r in done if same_budget(r, point) and framing_of(r) == framing]
+        for name, settings, fids, mean, spread in summarise(rows):
+            print(f"{name:<28}{settings:<44}{' '.join(f'{f:.2f}' for f in fids):<22}{mean:>8.2f}{spread:>8.2f}")
 
     def label(name):
         if name == "seed method":
@@ -212,17 +273,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.curve:
         curves = {}
         for name in args.curve:
-            points = {r["minutes"]: r for r in done if r["candidate"] == name and r["seed"] == args.curve_seed[0]}
+            points = {r["minutes"]: r for r in done if r["candidate"] == name and r["seed"] == args.curve_seed[0]
+                      and framing_of(r) == args.framing[0]}
             curves[label(name)] = [(m, r["images_seen"], types.SimpleNamespace(fid=r["fid"]), r["cpu"])
                                    for m, r in sorted(points.items())]
         plot_curve(curves, Path(args.plot))
-        print(f"\ncurve (seed {args.curve_seed[0]}), FID by training minutes: {args.plot}")
+        print(f"\ncurve ({args.framing[0]}, seed {args.curve_seed[0]}), FID by training minutes: {args.plot}")
         for name, points in curves.items():
             print(f"{name:<32}" + "  ".join(f"{m:g} min {s.fid:.2f}" for m, _, s, _ in points))
-    dirty = [r for r in done if not r["clean"]]
+    dirty = [r for r in done if not r["clean"] and same_budget(r)]
     if dirty:
-        names = ", ".join(f"{r['candidate']} seed {r['seed']}" for r in dirty)
+        names = ", ".join(f"{framing_of(r)} {r['candidate']} seed {r['seed']}" for r in dirty)
         print(f"CONTAMINATED and left out: {names}")
+
+
+def framing_of(result: dict) -> str:
+    """A logged run's framing; runs logged before framings had names were all cut face108."""
+    return result.get("framing", "face108")
 
 
 if __name__ == "__main__":

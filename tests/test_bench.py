@@ -2,11 +2,13 @@
 averages scored beside a run's own, and the summary table."""
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 from screen import extra_average, keep_extra_emas, parse_candidate, summarise  # noqa: E402
 
 from facegan.train import Trainer  # noqa: E402
@@ -145,35 +147,76 @@ def test_the_layer_bench_accounts_for_the_rest_of_a_step():
     assert step_seconds(4, seconds=0.1)[1] in ("fp32", "bf16")
 
 
-@pytest.mark.slow
-def test_a_screen_with_a_budget_of_epochs_trains_that_many_steps_and_skips_them_on_a_rerun(tmp_path, capsys):
-    """--epochs: the same number of updates on any host, logged with its budget, not retrained on a re-run, and not
-    mixed into the table of a screen with another budget."""
-    import json
+def aligned_faces(folder, n: int = 48, width: int = 89, height: int = 109):
+    """n generated faces saved as aligned CelebA's frames are: JPEG portraits of 178x218 scaled (89x109)."""
     from PIL import Image
-    from screen import main
     from facegan.synthetic import draw_faces
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for i, face in enumerate(draw_faces(48, 64, seed=0)):
-        Image.fromarray(face).save(faces / f"{i:06d}.jpg")
+    folder.mkdir()
+    for i, face in enumerate(draw_faces(n, 96, seed=0)):
+        Image.fromarray(face).resize((width, height)).save(folder / f"{i + 1:06d}.jpg", quality=95)
+    return folder
+
+
+@pytest.mark.slow
+def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_the_same_time(tmp_path, capsys):
+    """--updates: that many steps on each framing, logged with budget, framing and wall time; each table has its
+    floor; the seed method trains as long as the first candidate did; a re-run retrains nothing, and a screen with
+    another budget leaves these runs out of its tables."""
+    import json
+    from screen import main
+    faces = aligned_faces(tmp_path / "faces")
     log = tmp_path / "screen.jsonl"
-    argv = ["--data", str(faces), "--epochs", "2", "--seeds", "0", "--eval-n", "16", "--log", str(log),
-            "--candidate", "tiny batch_size=16 threads=1 also_ema=0.99:3"]
-    main(argv)
+    argv = ["--data", str(faces), "--updates", "2", "4", "--seeds", "0", "--eval-n", "16", "--log", str(log),
+            "--threads", "1", "--candidate", "tiny batch_size=16 also_ema=0.99:3"]
+    main(argv + ["--seed-method"])
     runs = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(r["candidate"], r["epochs"], r["steps"], r["images_seen"]) for r in runs] == [
-        ("tiny", 2, 4, 64), ("tiny+ema0.99:3", 2, 4, 64)]
-    assert all(r["clean"] for r in runs)
+    assert [(r["framing"], r["candidate"], r["updates"], r["steps"], r["images_seen"]) for r in runs] == [
+        ("head150", "tiny", 2, 2, 32), ("head150", "tiny+ema0.99:3", 2, 2, 32),
+        ("head150", "tiny", 4, 4, 64), ("head150", "tiny+ema0.99:3", 4, 4, 64),
+        ("head150", "seed method", 4, None, runs[4]["images_seen"]),
+        ("face108", "tiny", 2, 2, 32), ("face108", "tiny+ema0.99:3", 2, 2, 32),
+        ("face108", "tiny", 4, 4, 64), ("face108", "tiny+ema0.99:3", 4, 4, 64),
+        ("face108", "seed method", 4, None, runs[9]["images_seen"])]
+    assert runs[0]["config"]["threads"] == 1 and runs[0]["settings"] == "batch_size=16"
+    for tiny, seed_method in ((runs[2], runs[4]), (runs[7], runs[9])):
+        assert seed_method["minutes"] == tiny["minutes"] > 0 and seed_method["matched_to"] == "tiny"
+        assert seed_method["images_seen"] > 0
+    out = capsys.readouterr().out
+    assert out.count("floor (real vs real): held-out halves") == 4  # a table per framing and point scored
+    for table in ("head150: 2 updates", "head150: 4 updates", "face108: 2 updates", "face108: 4 updates"):
+        assert f"{table} per run" in out
+    main(argv + ["--seed-method"])  # everything is logged: nothing trains again
+    assert len(log.read_text().splitlines()) == 10
     capsys.readouterr()
-    main(argv)  # everything is logged: nothing trains again
-    assert len(log.read_text().splitlines()) == 2
-    assert "2 epochs per run" in capsys.readouterr().out
-    main(argv[:2] + ["--minutes", "1", "--report"] + argv[4:])  # a screen of minutes leaves them out of its table
-    table = capsys.readouterr().out.split("FID by seed")[1]
-    assert "tiny" not in table
-    with pytest.raises(SystemExit):
-        main(argv + ["--seed-method"])
+    main(argv[:2] + ["--minutes", "1", "--report"] + argv[5:])  # a screen of minutes leaves them out of its tables
+    tables = capsys.readouterr().out.split("FID by seed")[1:]
+    assert len(tables) == 2 and not any("tiny" in table for table in tables)
+    seed1 = ["--data", str(faces), "--framing", "face108", "--seeds", "1", "--eval-n", "16", "--log", str(log)]
+    with pytest.raises(SystemExit, match="not a whole number of epochs"):  # 48 - 16 held out: 2 steps an epoch
+        main(seed1 + ["--updates", "3", "--candidate", "tiny batch_size=16"])
+
+
+def test_the_face108_framing_is_facegans_own_crop_and_head150_holds_more_of_the_head(tmp_path):
+    from common import framed_crops, framing_box
+    from facegan.data import _crop_box, load_images
+    for width, height in ((178, 218), (89, 109), (356, 436), (134, 164)):
+        assert framing_box("face108", width, height) == _crop_box(width, height)
+        left, top, right, bottom = framing_box("head150", width, height)
+        face = framing_box("face108", width, height)
+        assert left < face[0] and top < face[1] and right > face[2] and bottom > face[3]  # contains the face square
+        assert 0 <= left and 0 <= top and right <= width and bottom <= height
+    faces = aligned_faces(tmp_path / "faces", n=6)
+    face108 = framed_crops(str(faces), "face108")
+    assert torch.equal(torch.from_numpy(face108).permute(0, 3, 1, 2), load_images(str(faces), 64, progress=False))
+    assert not (framed_crops(str(faces), "head150") == face108).all()
+
+
+def test_a_framing_refuses_images_that_are_not_aligned_celeba(tmp_path):
+    from common import framed_crops
+    from facegan.data import DataError
+    faces = aligned_faces(tmp_path / "faces", n=2, width=64, height=64)
+    with pytest.raises(DataError, match="not an aligned CelebA frame"):
+        framed_crops(str(faces), "head150")
 
 
 def test_the_norm_activation_lever_computes_what_the_networks_do(tmp_path):
@@ -193,3 +236,15 @@ def test_the_norm_activation_lever_computes_what_the_networks_do(tmp_path):
     D(x, parts=2).sum().backward()
     for mine, theirs in zip(trainer.D.parameters(), D.parameters()):
         assert torch.allclose(mine.grad, theirs.grad, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("*.py") if p.name != "common.py"))
+def test_each_bench_script_starts_from_a_plain_shell(script):
+    """As the docs run them, `python bench/X.py` from the checkout, with nothing on PYTHONPATH: each finds the
+    package and its neighbours by itself."""
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
