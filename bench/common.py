@@ -71,17 +71,15 @@ def jpeg_folder(crops: np.ndarray, index=None) -> str:
     return str(root)
 
 
-def udacity_style_folder(data: str | None, index=None, n: int = 4096, framing: str | None = None) -> str:
+def udacity_style_folder(data: str | None, index=None, n: int = 4096) -> str:
     """A jpeg_folder of 64x64 face crops, like the Udacity processed_celeba_small set: the source's images
-    (``index`` selects some) cropped and resized the way facegan does, or cut to ``framing``, or ``n`` generated
-    faces when ``data`` is None. Both methods then read the very same files."""
+    (``index`` selects some) cropped and resized the way facegan does, or ``n`` generated faces when ``data`` is
+    None. Both methods then read the very same files."""
     if data is None:
         from facegan.synthetic import draw_faces
         crops = draw_faces(n, 64, seed=0)
-    elif framing is None:
-        crops = load_images(data, 64, progress=False).permute(0, 2, 3, 1).numpy()
     else:
-        crops = framed_crops(data, framing)
+        crops = load_images(data, 64, progress=False).permute(0, 2, 3, 1).numpy()
     return jpeg_folder(crops, index)
 
 
