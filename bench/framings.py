@@ -16,10 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import FRAMINGS, framed_crops, framing_box  # noqa: E402
+from common import FRAMINGS, framing_box  # noqa: E402
 from quality import prepare, real_floors, remove_folders  # noqa: E402
 
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision.transforms.functional import pil_to_tensor  # noqa: E402
 
 from facegan.images import save_grid  # noqa: E402
 
@@ -32,10 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     Path(args.grids).mkdir(parents=True, exist_ok=True)
     for framing in FRAMINGS:
-        crops = torch.from_numpy(framed_crops(args.data, framing)[:32]).permute(0, 3, 1, 2)
+        data = prepare(args.data, args.eval_n, seed_files=False, framing=framing)
+        first = sorted(Path(data.folder, "faces").iterdir())[:32]
+        crops = torch.stack([pil_to_tensor(Image.open(file).convert("RGB")) for file in first])
         path = Path(args.grids) / f"framing_{framing}.png"
         save_grid(crops.float() / 127.5 - 1, path, nrow=8)
-        data = prepare(args.data, args.eval_n, seed_files=False, framing=framing)
         halves, training = real_floors(data)
         remove_folders(data)
         print(f"{framing}: box {framing_box(framing, 178, 218)} of 178x218; floor (real vs real FID): held-out "

@@ -211,6 +211,20 @@ def test_the_face108_framing_is_facegans_own_crop_and_head150_holds_more_of_the_
     assert not (framed_crops(str(faces), "head150") == face108).all()
 
 
+@pytest.mark.slow
+def test_the_framings_script_draws_both_grids_from_the_files_the_benches_train_on(tmp_path, capsys):
+    from PIL import Image
+    from framings import main
+    faces = aligned_faces(tmp_path / "faces", n=40)
+    main(["--data", str(faces), "--grids", str(tmp_path / "grids"), "--eval-n", "8"])
+    grids = {name: Image.open(tmp_path / "grids" / f"framing_{name}.png") for name in ("head150", "face108")}
+    for grid in grids.values():
+        assert grid.size[0] > 8 * 64 and grid.size[1] > 4 * 64  # 32 faces, 8 a row, 64x64 as stored
+    assert grids["head150"].tobytes() != grids["face108"].tobytes()
+    out = capsys.readouterr().out
+    assert out.count("floor (real vs real FID): held-out halves") == 2
+
+
 def test_a_framing_refuses_images_that_are_not_aligned_celeba(tmp_path):
     from common import framed_crops
     from facegan.data import DataError
