@@ -145,6 +145,9 @@ def _train(args) -> int:
         if args.resume:
             trainer.resume()
         result = trainer.run()
+        # rank 0 still draws the loss plot after the last step: the others wait for it, so that no process starts
+        # tearing down gloo (whose threads torch keeps alive after DDP) while a peer still uses the connection
+        distributed.barrier()
     finally:
         distributed.teardown()
     if world.main:

@@ -20,9 +20,11 @@ def torchrun(n, *args, timeout=300):
     launcher = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
     done = subprocess.run([*launcher.split(" "), "--standalone", f"--nproc_per_node={n}", "-m", "facegan", "train",
                            *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    # the first failing rank's own message comes before the launcher's long report: show both ends
-    assert done.returncode == 0, done.stderr[:4000] + "\n...\n" + done.stderr[-1500:]
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"})
+    # the first failing rank's own message comes before the launcher's long report: show both ends; a rank killed
+    # by a signal (SIGABRT from C++) prints where its Python threads were through faulthandler
+    assert done.returncode == 0, (done.stdout[-1500:] + "\n--- stderr ---\n" + done.stderr[:4000] + "\n...\n"
+                                  + done.stderr[-1500:])
     return done.stdout
 
 
