@@ -36,6 +36,8 @@ import sys
 import types
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from common import FRAMINGS, CpuWatch  # noqa: E402
@@ -198,8 +200,10 @@ def main(argv: list[str] | None = None) -> None:
                 return r["minutes"], r["cpu"]
         raise SystemExit(f"the seed method trains as long as {name} seed {seed} did, which is not in {log}")
 
-    floors, data = {}, None
+    floors, data, threads_before = {}, None, torch.get_num_threads()
     try:
+        if args.threads is not None:  # cutting and scoring the faces too, not only training: one process per core
+            torch.set_num_threads(args.threads)
         for framing in args.framing:
             data = prepare(args.data, args.eval_n, seed_files=args.seed_method and not args.report, framing=framing)
             floors[framing] = real_floors(data)
@@ -252,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
             remove_folders(data)
     finally:
         remove_folders(data)
+        torch.set_num_threads(threads_before)
 
     for framing, point in itertools.product(args.framing, scored_updates or [None]):
         budget = (f"{point} updates" if point is not None else

@@ -158,12 +158,19 @@ def aligned_faces(folder, n: int = 48, width: int = 89, height: int = 109):
 
 
 @pytest.mark.slow
-def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_the_same_time(tmp_path, capsys):
+def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_the_same_time(tmp_path, capsys,
+                                                                                          monkeypatch):
     """--updates: that many steps on each framing, logged with budget, framing and wall time; each table has its
     floor; the seed method trains as long as the first candidate did; a re-run retrains nothing, and a screen with
-    another budget leaves these runs out of its tables."""
+    another budget leaves these runs out of its tables. --threads holds for scoring too, and is undone after."""
     import json
+
+    import screen
     from screen import main
+    scored_with, evaluate = [], screen.evaluate
+    monkeypatch.setattr(screen, "evaluate", lambda *a, **k: scored_with.append(torch.get_num_threads())
+                        or evaluate(*a, **k))
+    threads_before = torch.get_num_threads()
     faces = aligned_faces(tmp_path / "faces")
     log = tmp_path / "screen.jsonl"
     argv = ["--data", str(faces), "--updates", "2", "4", "--seeds", "0", "--eval-n", "16", "--log", str(log),
@@ -178,6 +185,7 @@ def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_t
         ("face108", "tiny", 4, 4, 64), ("face108", "tiny+ema0.99:3", 4, 4, 64),
         ("face108", "seed method", 4, None, runs[9]["images_seen"])]
     assert runs[0]["config"]["threads"] == 1 and runs[0]["settings"] == "batch_size=16"
+    assert scored_with == [1] * 10 and torch.get_num_threads() == threads_before
     for tiny, seed_method in ((runs[2], runs[4]), (runs[7], runs[9])):
         assert seed_method["minutes"] == tiny["minutes"] > 0 and seed_method["matched_to"] == "tiny"
         assert seed_method["images_seen"] > 0
