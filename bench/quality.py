@@ -96,6 +96,20 @@ def split(images: torch.Tensor, held_out: int, seed: int = 0):
     return order[held_out:].sort().values, order[:held_out].sort().values
 
 
+def epochs_of(updates: int, images: int, batch_size: int) -> int:
+    """``updates`` generator steps as epochs of ``images`` faces (the last partial batch of each is dropped), or
+    SystemExit naming the nearest budget that is a whole number of them."""
+    per_epoch = images // batch_size
+    if not per_epoch:
+        raise SystemExit(f"only {images} training faces but the batch size is {batch_size}: give the candidate "
+                         f"batch_size={images} or less, or --data more faces")
+    if updates % per_epoch:
+        raise SystemExit(f"--updates {updates} is not a whole number of epochs ({per_epoch} steps each: "
+                         f"{images} faces at batch {batch_size}): "
+                         f"use a multiple of {per_epoch}, e.g. {max(1, round(updates / per_epoch)) * per_epoch}")
+    return updates // per_epoch
+
+
 class SeedRun:
     """The seed method, trained in stretches: ``train_until(seconds)`` continues up to that much training time."""
 
@@ -135,12 +149,7 @@ class FaceganRun:
 
     def train_updates(self, updates: int) -> None:
         """Train up to ``updates`` generator steps in all, a whole number of epochs."""
-        per_epoch = len(self.images) // self.trainer.config.batch_size
-        if updates % per_epoch:
-            raise SystemExit(f"--updates {updates} is not a whole number of epochs ({per_epoch} steps each: "
-                             f"{len(self.images)} faces at batch {self.trainer.config.batch_size}): "
-                             f"use a multiple of {per_epoch}, e.g. {max(1, round(updates / per_epoch)) * per_epoch}")
-        self.train_epochs(updates // per_epoch)
+        self.train_epochs(epochs_of(updates, len(self.images), self.trainer.config.batch_size))
 
     def train_epochs(self, epochs: int) -> None:
         """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes)."""

@@ -41,10 +41,12 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from common import FRAMINGS, CpuWatch  # noqa: E402
-from quality import FaceganRun, SeedRun, parse_overrides, plot_curve, prepare, real_floors, \
+from quality import FaceganRun, SeedRun, epochs_of, parse_overrides, plot_curve, prepare, real_floors, \
     remove_folders  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
+from facegan.data import find_images  # noqa: E402
+from facegan.devices import default_batch_size, pick_device  # noqa: E402
 from facegan.metrics import evaluate  # noqa: E402
 from facegan.train import EMA  # noqa: E402
 
@@ -143,8 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     args.updates = scored_updates[-1] if scored_updates else None
 
     candidates = [parse_candidate(text) for text in args.candidate]
+    training_faces = len(find_images(args.data).members) - args.eval_n  # each framing cuts one crop per image
     for _, overrides, _ in candidates:
-        TrainConfig(**overrides).validate()  # a typo fails now, not an hour in
+        config = TrainConfig(**overrides).validate()  # a typo fails now, not an hour in
+        for point in [] if args.report else scored_updates:  # and so does a budget that is no whole number of epochs
+            epochs_of(point, training_faces, config.batch_size or default_batch_size(pick_device(config.device)))
     log = Path(args.log)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     runs = candidates + ([("seed method", None, [])] if args.seed_method else [])

@@ -157,6 +157,33 @@ def aligned_faces(folder, n: int = 48, width: int = 89, height: int = 109):
     return folder
 
 
+def test_a_screen_refuses_a_budget_that_is_no_whole_number_of_epochs_before_it_cuts_a_face(tmp_path, monkeypatch):
+    """A batch size that does not divide the budget (8,000 faces at 128 is 62 steps an epoch, so not 15,000) used to
+    fail only when its run began, after minutes of cutting faces and scoring floors: it fails now, naming a budget
+    that works, and a budget every candidate divides goes on to cut the faces."""
+    import screen
+
+    def prepare(*args, **kwargs):
+        raise RuntimeError("prepared the faces")
+    monkeypatch.setattr(screen, "prepare", prepare)
+    faces = aligned_faces(tmp_path / "faces", n=8)
+    argv = ["--data", str(faces), "--framing", "head150", "--seeds", "0", "--eval-n", "2", "--log",
+            str(tmp_path / "log.jsonl"), "--candidate", "default", "--candidate", "b3 batch_size=3"]
+    with pytest.raises(SystemExit, match="only 6 training faces but the batch size is 64: give the candidate "
+                                         "batch_size=6 or less"):
+        screen.main(argv + ["--updates", "2"])
+    argv[-3] = "b2 batch_size=2"
+    with pytest.raises(SystemExit, match=r"--updates 8 is not a whole number of epochs \(3 steps each: 6 faces at "
+                                         r"batch 2\): use a multiple of 3, e.g. 9"):
+        screen.main(argv + ["--updates", "6", "8"])  # every point scored, not only the budget
+    with pytest.raises(SystemExit, match=r"--updates 9 is not a whole number of epochs \(2 steps each: 6 faces at "
+                                         r"batch 3\): use a multiple of 2, e.g. 8"):
+        screen.main(argv + ["--updates", "9"])  # every candidate, not only the first
+    with pytest.raises(RuntimeError, match="prepared the faces"):
+        screen.main(argv + ["--updates", "6", "12"])
+    assert not (tmp_path / "log.jsonl").exists()
+
+
 @pytest.mark.slow
 def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_the_same_time(tmp_path, capsys,
                                                                                           monkeypatch):
