@@ -170,6 +170,7 @@ class Trainer:
 
     def _run(self, on_epoch) -> RunResult:
         config = self.config
+        self._stop_signal = None  # a Ctrl-C that stopped the last run() must not stop this one at its first step
         images = self._load_images()
         batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
                                 channels_last=config.channels_last, shard=(self.world.rank, self.world.size),

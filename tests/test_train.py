@@ -86,6 +86,28 @@ def test_resume_mid_epoch_after_a_time_budget(tmp_path):
     assert [r["step"] for r in read_losses(tmp_path / "split")] == list(range(1, 17))
 
 
+def test_a_trainer_stopped_by_ctrl_c_trains_on_when_run_again(tmp_path):
+    """Ctrl-C (a real SIGINT) stops run() cleanly after a step; calling run() again continues the same run to its
+    end, where it used to stop again at once (the first signal was remembered), and the two parts make the whole."""
+    import os
+    import signal
+    full = train(small(tmp_path, "full", epochs=2), progress=False)
+    trainer = Trainer(small(tmp_path, "split", epochs=2), progress=False)
+    original, steps = trainer.train_step, []
+
+    def interrupted_at_the_third_step(real):
+        steps.append(1)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(real)
+    trainer.train_step = interrupted_at_the_third_step
+    first = trainer.run()
+    assert first.stopped == "stopped by SIGINT" and 3 <= trainer.step < 16
+    second = trainer.run()
+    assert second.stopped == "finished" and trainer.step == 16
+    assert first.losses + second.losses == full.losses
+
+
 def test_losses_written_after_the_checkpoint_are_dropped_on_resume(tmp_path):
     train(small(tmp_path, epochs=1), progress=False)
     path = tmp_path / "run" / "losses.csv"
