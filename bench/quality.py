@@ -145,7 +145,7 @@ class FaceganRun:
 
     def train_until(self, seconds: float) -> None:
         self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60)
-        self.trainer.run()
+        self._train()
 
     def train_updates(self, updates: int) -> None:
         """Train up to ``updates`` generator steps in all, a whole number of epochs."""
@@ -154,7 +154,14 @@ class FaceganRun:
     def train_epochs(self, epochs: int) -> None:
         """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes)."""
         self.trainer.config = dataclasses.replace(self.trainer.config, epochs=epochs, max_minutes=None)
-        self.trainer.run()
+        self._train()
+
+    def _train(self) -> None:
+        """Ctrl-C or a kill makes the Trainer stop cleanly and return early; a bench must then stop too, or it
+        would score the part-trained run and log it under the whole budget."""
+        stopped = self.trainer.run().stopped
+        if stopped.startswith("stopped by"):
+            raise SystemExit(f"{stopped} at step {self.trainer.step}: this run is not scored or logged")
 
     @property
     def seen(self) -> int:

@@ -184,6 +184,30 @@ def test_a_screen_refuses_a_budget_that_is_no_whole_number_of_epochs_before_it_c
     assert not (tmp_path / "log.jsonl").exists()
 
 
+def test_a_bench_run_stopped_by_a_signal_stops_the_bench_instead_of_logging_a_part_trained_run(tmp_path):
+    """A kill during a screen of 15,000 updates made the Trainer stop cleanly at step 10,185, and the screen scored
+    that run and logged it as 15,000 updates. A real SIGTERM in the middle of training now stops the bench."""
+    import signal
+
+    from quality import FaceganRun
+    images = (torch.rand(64, 3, 32, 32) * 255).to(torch.uint8)
+    run = FaceganRun(images, small(tmp_path, batch_size=16, epochs=1, ema=0.0))
+    train_step, steps = run.trainer.train_step, []
+
+    def killed_after_two_steps(real):
+        steps.append(1)
+        if len(steps) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return train_step(real)
+    run.trainer.train_step = killed_after_two_steps
+    with pytest.raises(SystemExit, match=r"stopped by SIGTERM at step \d: this run is not scored or logged"):
+        run.train_updates(8)
+    assert run.trainer.step < 8
+    run.trainer.train_step = train_step
+    run.train_updates(8)  # without a signal the same run trains on to its budget
+    assert run.trainer.step == 8
+
+
 @pytest.mark.slow
 def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_the_same_time(tmp_path, capsys,
                                                                                           monkeypatch):
