@@ -83,6 +83,15 @@ def udacity_style_folder(data: str | None, index=None, n: int = 4096) -> str:
     return jpeg_folder(crops, index)
 
 
+def run_whole(trainer):
+    """``trainer.run()``, and its result, unless Ctrl-C or a kill stopped it: the Trainer then stops cleanly and
+    returns early, and a bench must stop too, or it would report the part-trained run as if it had its budget."""
+    result = trainer.run()
+    if result.stopped.startswith("stopped by"):
+        raise SystemExit(f"{result.stopped} at step {trainer.step}: this run is not scored or logged")
+    return result
+
+
 def seed_loader(folder: str, batch_size: int = 32, image_size: int = 32):
     """The Udacity get_dataloader: ImageFolder, Resize + CenterCrop + ToTensor decoded by PIL every epoch."""
     from torchvision import datasets, transforms

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import CpuWatch, SeedMethod, seed_loader, udacity_style_folder  # noqa: E402
+from common import CpuWatch, SeedMethod, run_whole, seed_loader, udacity_style_folder  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import load_images  # noqa: E402
@@ -49,7 +49,7 @@ def seed_rate(folder: str, seconds: float) -> float:
 
 def facegan_rate(images: torch.Tensor, threads: str, seconds: float) -> tuple[float, str]:
     config = TrainConfig(data="bench", epochs=10_000, max_minutes=seconds / 60, threads=threads)
-    result = Trainer(config, images=images, progress=False, write=False).run()
+    result = run_whole(Trainer(config, images=images, progress=False, write=False))
     return result.images_per_second, result.threads
 
 

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from common import FRAMINGS, CpuWatch, SeedMethod, framed_crops, jpeg_folder, seed_loader  # noqa: E402
+from common import FRAMINGS, CpuWatch, SeedMethod, framed_crops, jpeg_folder, run_whole, seed_loader  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
 from facegan.data import find_images, load_images  # noqa: E402
@@ -145,7 +145,7 @@ class FaceganRun:
 
     def train_until(self, seconds: float) -> None:
         self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60)
-        self._train()
+        run_whole(self.trainer)
 
     def train_updates(self, updates: int) -> None:
         """Train up to ``updates`` generator steps in all, a whole number of epochs."""
@@ -154,14 +154,7 @@ class FaceganRun:
     def train_epochs(self, epochs: int) -> None:
         """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes)."""
         self.trainer.config = dataclasses.replace(self.trainer.config, epochs=epochs, max_minutes=None)
-        self._train()
-
-    def _train(self) -> None:
-        """Ctrl-C or a kill makes the Trainer stop cleanly and return early; a bench must then stop too, or it
-        would score the part-trained run and log it under the whole budget."""
-        stopped = self.trainer.run().stopped
-        if stopped.startswith("stopped by"):
-            raise SystemExit(f"{stopped} at step {self.trainer.step}: this run is not scored or logged")
+        run_whole(self.trainer)
 
     @property
     def seen(self) -> int:
