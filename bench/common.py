@@ -87,7 +87,7 @@ def run_whole(trainer):
     """``trainer.run()``, and its result, unless Ctrl-C or a kill stopped it: the Trainer then stops cleanly and
     returns early, and a bench must stop too, or it would report the part-trained run as if it had its budget."""
     result = trainer.run()
-    if result.stopped.startswith("stopped by"):
+    if result.signal is not None:
         raise SystemExit(f"{result.stopped} at step {trainer.step}: this run is not scored or logged")
     return result
 

@@ -38,7 +38,7 @@ from .threads import ThreadTuner
 @dataclass
 class RunResult:
     """What a run leaves in memory: per-step (d_loss, g_loss), one sample batch per finished epoch (CPU,
-    [-1, 1]), the trained networks, and why it stopped."""
+    [-1, 1]), the trained networks, and why it stopped (``signal`` names the signal, e.g. "SIGINT", when one did)."""
     losses: list = field(default_factory=list)
     samples: list = field(default_factory=list)
     D: nn.Module | None = None
@@ -48,6 +48,7 @@ class RunResult:
     images_per_second: float = 0.0
     G_ema: nn.Module | None = None
     threads: str = ""
+    signal: str | None = None
 
 
 class Trainer:
@@ -213,6 +214,7 @@ class Trainer:
                         if flush or not self.world.distributed:
                             over = budget is not None and clock.elapsed() >= budget
                             if distributed.any_true(over or self._stop_signal is not None, self.device):
+                                result.signal = self._stop_signal
                                 result.stopped = (f"stopped by {self._stop_signal}" if self._stop_signal else
                                                   f"time budget of {config.max_minutes:g} minutes reached")
                                 break

@@ -78,6 +78,7 @@ def test_resume_mid_epoch_after_a_time_budget(tmp_path):
     trainer.clock = lambda: 0.0 if len(steps) < 3 else 61.0
     stopped = trainer.run()
     assert stopped.stopped == "time budget of 1 minutes reached" and len(stopped.losses) == 3
+    assert stopped.signal is None  # a budget is not an interruption: benches score such runs
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     assert (state["epoch"], state["batch"], state["step"]) == (0, 3, 3)
     assert (tmp_path / "split" / "samples" / "epoch_001.png").exists()
@@ -102,9 +103,9 @@ def test_a_trainer_stopped_by_ctrl_c_trains_on_when_run_again(tmp_path):
         return original(real)
     trainer.train_step = interrupted_at_the_third_step
     first = trainer.run()
-    assert first.stopped == "stopped by SIGINT" and 3 <= trainer.step < 16
+    assert first.stopped == "stopped by SIGINT" and first.signal == "SIGINT" and 3 <= trainer.step < 16
     second = trainer.run()
-    assert second.stopped == "finished" and trainer.step == 16
+    assert second.stopped == "finished" and second.signal is None and trainer.step == 16
     assert first.losses + second.losses == full.losses
 
 
