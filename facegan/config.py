@@ -70,6 +70,9 @@ class TrainConfig:
     augment: str = field(default="", metadata=_opt(
         "differentiable augmentation of every image D sees, real and fake (DiffAugment): a comma-separated list "
         "of color, translation, cutout ('' = none)"))
+    mirror: bool = field(default=False, metadata=_opt(
+        "show each real image flipped left to right in a random half of the epochs: twice the faces to learn from "
+        "(a face and its mirror image are equally likely), so the discriminator memorises the training set later"))
     r1_gamma: float = field(default=0.0, metadata=_opt(
         "weight of the zero-centred gradient penalty on real images, gamma/2 * |grad D(x)|^2 (R1; 0 = off)"))
     r1_every: int = field(default=16, metadata=_opt(
@@ -187,5 +190,5 @@ RECIPES = {
     "facegan": {},
     "seed": dict(batch_size=32, precision="fp32", channels_last=False, reuse_fake=False, ema=0.0, lr=2e-4,
                  d_lr=None, beta1=0.5, beta2=0.999, loss="bce", real_label=0.9, latent="uniform", d_norm="batch",
-                 d_steps=1, lr_decay=0.0, augment="", r1_gamma=0.0),
+                 d_steps=1, lr_decay=0.0, augment="", mirror=False, r1_gamma=0.0),
 }

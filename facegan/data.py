@@ -269,12 +269,13 @@ class TensorBatches:
     Each epoch's order comes from ``seed`` and the epoch number alone, so a resumed run replays the same order;
     ``start`` skips the batches an interrupted epoch had already used. The last, short batch is dropped (a batch
     of one breaks BatchNorm), and batches are returned as float in [-1, 1], or in [0, 1] with ``unit_range`` (as
-    a DataLoader gives them, for a training step that applies its own ``scale``).
+    a DataLoader gives them, for a training step that applies its own ``scale``). With ``mirror`` each image is
+    flipped left to right in half of the epochs, drawn like the order from ``seed`` and the epoch alone.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, *, seed: int = 0,
                  device: torch.device | str = "cpu", channels_last: bool = False, shard: tuple[int, int] = (0, 1),
-                 unit_range: bool = False):
+                 unit_range: bool = False, mirror: bool = False):
         if len(images) < batch_size:
             raise DataError(f"only {len(images)} images but the batch size is {batch_size}: "
                             "lower --batch-size or add images")
@@ -283,6 +284,7 @@ class TensorBatches:
         self.channels_last = channels_last
         self.to_float = to_unit if unit_range else to_signed
         self.rank, self.world = shard
+        self.mirror = mirror
 
     def __len__(self):
         return len(self.images) // (self.batch_size * self.world)
@@ -291,12 +293,22 @@ class TensorBatches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.images), generator=g)
 
+    def flips(self, epoch: int) -> torch.Tensor:
+        """Which images ``epoch`` shows mirrored (a bool per image; none without ``mirror``)."""
+        if not self.mirror:
+            return torch.zeros(len(self.images), dtype=torch.bool)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 500_000_000)
+        return torch.rand(len(self.images), generator=g) < 0.5
+
     def epoch(self, epoch: int, start: int = 0):
         order = self.order(epoch).to(self.device)
+        flips = self.flips(epoch).to(self.device)
         step = self.batch_size * self.world
         for b in range(start, len(self)):
             index = order[b * step + self.rank * self.batch_size:][:self.batch_size]
             batch = self.to_float(self.images.index_select(0, index))
+            if self.mirror:
+                batch = torch.where(flips[index][:, None, None, None], batch.flip(-1), batch)
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             yield batch

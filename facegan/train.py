@@ -175,7 +175,7 @@ class Trainer:
         images = self._load_images()
         batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
                                 channels_last=config.channels_last, shard=(self.world.rank, self.world.size),
-                                unit_range=self._step is not None)
+                                unit_range=self._step is not None, mirror=config.mirror)
         result = RunResult(D=self.D, G=self.G, out=self.out if self.write else None,
                            G_ema=self.ema.model if self.ema else None)
         from tqdm.auto import tqdm

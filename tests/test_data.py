@@ -138,6 +138,22 @@ def test_tensor_batches_order_range_and_shards():
         TensorBatches(images, 64)
 
 
+def test_mirror_flips_a_random_half_of_the_images_each_epoch_the_same_way_on_every_replay():
+    images = torch.randint(0, 256, (64, 3, 4, 5), dtype=torch.uint8)
+    plain, mirrored = TensorBatches(images, 8, seed=3), TensorBatches(images, 8, seed=3, mirror=True)
+    flips = [mirrored.flips(epoch) for epoch in range(3)]
+    assert all(20 < int(f.sum()) < 44 for f in flips)  # about half, drawn afresh every epoch
+    assert not torch.equal(flips[0], flips[1]) and not plain.flips(0).any()
+    for epoch in range(3):
+        order = mirrored.order(epoch)
+        assert torch.equal(order, plain.order(epoch))  # mirroring leaves the order alone
+        for b, (p, m) in enumerate(zip(plain.epoch(epoch), mirrored.epoch(epoch))):
+            flipped = flips[epoch][order[b * 8:(b + 1) * 8]]
+            assert torch.equal(m[flipped], p[flipped].flip(-1)) and torch.equal(m[~flipped], p[~flipped])
+    # a resumed epoch replays the same flips from its batch on
+    assert torch.equal(torch.cat(list(mirrored.epoch(1, start=5))), torch.cat(list(mirrored.epoch(1)))[40:])
+
+
 def test_an_unwritable_cache_costs_speed_not_the_run(tmp_path, monkeypatch):
     folder = write_images(tmp_path / "faces", 3)
     (tmp_path / "not-a-folder").write_text("x")
