@@ -71,7 +71,7 @@ class TrainConfig:
         "differentiable augmentation of every image D sees, real and fake (DiffAugment): a comma-separated list "
         "of color, translation, cutout ('' = none)"))
     mirror: bool = field(default=False, metadata=_opt(
-        "show each real image flipped left to right in a random half of the epochs: twice the faces to learn from "
+        "flip each real image left to right at even odds, drawn afresh every epoch: twice the faces to learn from "
         "(a face and its mirror image are equally likely), so the discriminator memorises the training set later"))
     r1_gamma: float = field(default=0.0, metadata=_opt(
         "weight of the zero-centred gradient penalty on real images, gamma/2 * |grad D(x)|^2 (R1; 0 = off)"))

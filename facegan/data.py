@@ -270,7 +270,7 @@ class TensorBatches:
     ``start`` skips the batches an interrupted epoch had already used. The last, short batch is dropped (a batch
     of one breaks BatchNorm), and batches are returned as float in [-1, 1], or in [0, 1] with ``unit_range`` (as
     a DataLoader gives them, for a training step that applies its own ``scale``). With ``mirror`` each image is
-    flipped left to right in half of the epochs, drawn like the order from ``seed`` and the epoch alone.
+    flipped left to right at even odds, drawn afresh each epoch from ``seed`` and the epoch alone, like the order.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, *, seed: int = 0,
