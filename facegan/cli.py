@@ -132,7 +132,6 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 def _train(args) -> int:
     from . import distributed
     from .checkpoint import config_of, load_checkpoint
-    from .train import Trainer
     config = config_from_args(args)
     if args.resume:
         # a resumed run keeps its stored recipe; the flags given now override it (Trainer.resume checks shapes)
@@ -141,24 +140,33 @@ def _train(args) -> int:
             config = config_from_args(args, config_of(load_checkpoint(path)))
     world = distributed.setup(config.device)  # several processes when started by torchrun
     try:
-        trainer = Trainer(config, progress=not args.quiet)
-        if args.resume:
-            trainer.resume()
-        result = trainer.run()
+        # the Trainer (and with it DDP's hold on the process group) is garbage once _run_training returns, so
+        # that teardown can end gloo's threads while the interpreter is alive (see distributed.teardown)
+        report = _run_training(config, args, world)
         # rank 0 still draws the loss plot after the last step: the others wait for it, so that no process starts
-        # tearing down gloo (whose threads torch keeps alive after DDP) while a peer still uses the connection
+        # tearing down gloo while a peer still uses the connection
         distributed.barrier()
     finally:
         distributed.teardown()
-    if world.main:
-        d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
-        processes = f" on {world.size} processes" if world.distributed else ""
-        print(f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, "
-              f"d_loss {d:.3f}, g_loss {g:.3f}, {result.images_per_second:.0f} images/s{processes}; "
-              f"run in {config.out}/")
-        if trainer.device.type == "cpu":
-            print(result.threads)
+    if report:
+        print(report)
     return 0
+
+
+def _run_training(config, args, world) -> str:
+    """Train; what rank 0 prints at the end (nothing on the other ranks)."""
+    from .train import Trainer
+    trainer = Trainer(config, progress=not args.quiet)
+    if args.resume:
+        trainer.resume()
+    result = trainer.run()
+    if not world.main:
+        return ""
+    d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
+    processes = f" on {world.size} processes" if world.distributed else ""
+    report = (f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, d_loss {d:.3f}, "
+              f"g_loss {g:.3f}, {result.images_per_second:.0f} images/s{processes}; run in {config.out}/")
+    return report + (f"\n{result.threads}" if trainer.device.type == "cpu" else "")
 
 
 def _sample(args) -> int:

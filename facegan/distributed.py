@@ -7,6 +7,7 @@ the CPU), trains on its own shard of every epoch, and averages gradients through
 from __future__ import annotations
 
 import datetime
+import gc
 import inspect
 import os
 from dataclasses import dataclass
@@ -54,7 +55,13 @@ def current() -> World:
 
 
 def teardown() -> None:
+    """Leave the process group, and end it for good. Each DDP wrapper's reducer holds the group's C++ object, and a
+    Trainer refers to itself (through its default step), so a finished run's wrappers linger until the cyclic
+    garbage collector runs: collect them first, or destroy_process_group only forgets the group, which then dies in
+    the interpreter's exit, where gloo's unjoined threads abort the process ("terminate called without an active
+    exception") after all the work is done."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
