@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import CpuWatch  # noqa: E402
 from throughput import matmul_rate, step_flops_per_image  # noqa: E402
 
-from facegan.config import TrainConfig  # noqa: E402
+from facegan.config import RECIPES, TrainConfig  # noqa: E402
 from facegan.data import TensorBatches, load_images  # noqa: E402
 from facegan.synthetic import draw_faces  # noqa: E402
 from facegan.train import Trainer  # noqa: E402
@@ -113,6 +113,8 @@ LEVERS = {
     "no-onednn-nchw": ("the same in the NCHW layout", dict(channels_last=False), without_onednn),
     "unfused-adam": ("Adam's for-each kernels instead of the fused one", {}, unfused_adam),
     "1-thread": ("one thread (--threads 1)", dict(threads="1"), None),
+    "wide": ("the wide recipe (--recipe wide: mirrored faces, 48-channel D; more arithmetic)",
+             RECIPES["wide"], None),
     "compile": ("torch.compile of D and G (inductor defaults)", {}, compiled()),
     "compile-autotune": ("torch.compile, mode max-autotune-no-cudagraphs", {},
                          compiled(mode="max-autotune-no-cudagraphs")),
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         if patch:
             patch(trainer)
         batches = TensorBatches(images, trainer.config.batch_size, device=trainer.device,
-                                channels_last=trainer.config.channels_last)
+                                channels_last=trainer.config.channels_last, mirror=trainer.config.mirror)
         runs[name] = trainer, batches
 
     def images_per_second(name: str, seconds: float) -> float:

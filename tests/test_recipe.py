@@ -248,3 +248,19 @@ def test_cli_recipe_then_flags(tmp_path):
     with pytest.raises(SystemExit) as stop:
         main(["train", "--recipe", "seed", "--resume", "--out", str(out)])
     assert stop.value.code == 2
+
+
+def test_the_wide_recipe_is_the_defaults_with_mirrored_faces_and_a_wider_discriminator(tmp_path):
+    import dataclasses
+    import json
+
+    from conftest import TINY
+    from facegan.cli import main
+    wide, default = TrainConfig.recipe("wide"), TrainConfig()
+    changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(wide, f.name) != getattr(default, f.name)}
+    assert changed == {"mirror", "d_conv_dim"} and (wide.mirror, wide.d_conv_dim) == (True, 48)
+    out = tmp_path / "wide"
+    # TINY's own --d-conv-dim is laid over the recipe's 48; the mirroring stays
+    assert main(["train", *TINY, "--recipe", "wide", "--epochs", "1", "--out", str(out)]) == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["mirror"] is True and stored["d_conv_dim"] == int(TINY[TINY.index("--d-conv-dim") + 1])
