@@ -55,11 +55,11 @@ def current() -> World:
 
 
 def teardown() -> None:
-    """Leave the process group, and end it for good. Each DDP wrapper's reducer holds the group's C++ object, and a
-    Trainer refers to itself (through its default step), so a finished run's wrappers linger until the cyclic
-    garbage collector runs: collect them first, or destroy_process_group only forgets the group, which then dies in
-    the interpreter's exit, where gloo's unjoined threads abort the process ("terminate called without an active
-    exception") after all the work is done."""
+    """Leave the process group, and end it for good. Each DDP wrapper's reducer holds the group's C++ object, so
+    a wrapper still alive here makes destroy_process_group only forget the group, which then dies in the
+    interpreter's exit, where gloo's unjoined threads abort the process ("terminate called without an active
+    exception") after all the work is done. A finished Trainer is freed by reference counting alone; the collection
+    here is for wrappers caught in reference cycles that user code (a notebook's closure, say) may build."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()

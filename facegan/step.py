@@ -7,6 +7,8 @@ hinge loss) and the learning-rate schedule.
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from .augment import augment, parse_policy
@@ -21,7 +23,9 @@ class DefaultStep:
     network swapped in later (compiled, say) is the one trained."""
 
     def __init__(self, trainer):
-        self.trainer = trainer
+        # the trainer owns this step: a strong reference back would make a cycle that keeps a finished run (and,
+        # under torchrun, the process group its DDP wrappers hold) alive until the cyclic collector runs
+        self.trainer = weakref.proxy(trainer)
         self.augment_policy = parse_policy(trainer.config.augment)
         self.last_g_loss = torch.zeros((), device=trainer.device)  # G's loss on the steps G does not train
 

@@ -309,3 +309,22 @@ def test_other_discriminators_get_two_passes(tmp_path):
     calls = d_calls(user)
     user.run()
     assert set(calls) == {32}
+
+
+def test_a_finished_trainer_is_freed_without_the_garbage_collector(tmp_path):
+    """A Trainer holds its networks, optimisers and (under torchrun) the DDP wrappers that pin the process group.
+    Nothing it owns may refer back to it strongly, or a finished run lingers until the cyclic collector happens to
+    run (a reference cycle used to run through its default step)."""
+    import gc
+    import weakref
+    trainer = Trainer(small(tmp_path, epochs=1, r1_gamma=0.1, r1_every=2), progress=False)
+    assert trainer.run().stopped == "finished"
+    gone, step = weakref.ref(trainer), trainer.default_step
+    gc.disable()
+    try:
+        del trainer
+        assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
+    finally:
+        gc.enable()
+    with pytest.raises(ReferenceError):  # a step outliving its trainer says so instead of training a dead run
+        step(torch.zeros(2, 3, 32, 32), torch.zeros(2, 16))
