@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facegan.data import CELEBA_ASPECT, DataError, find_images, load_images
+from facegan.errors import DataError
+
+from facegan.data import CELEBA_ASPECT, find_images, load_images
 from facegan.models import build_network, fake_loss, real_loss
 
 

@@ -6,66 +6,20 @@ format that cannot hold code at all; ``load_generator`` reads either.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .config import TrainConfig
+from .distributed import unwrap
 from .models import Generator
+from .errors import CheckpointError
+from .rundir import FORMAT
 
-FORMAT = "facegan-checkpoint-v1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-class CheckpointError(Exception):
-    """A checkpoint that can't be used; the message says why and what to do."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path`` and move it into place only once it is complete
-    and flushed to disk, so a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes private files; results should be as readable as any
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module inside DistributedDataParallel or torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None:
-            return model
-        model = inner
-
-
-def checkpoint_bytes(state: dict) -> bytes:
-    """A checkpoint file's contents, made in memory: its size is known before anything is written."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
-    return buffer.getvalue()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -257,10 +257,8 @@ def _exercise(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .metrics import MetricsUnavailable
-    from .rundir import TrainingError, write_failure
+    from .errors import CheckpointError, DataError, MetricsUnavailable, TrainingError
+    from .rundir import write_failure
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train" and args.resume and args.recipe:

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from .synthetic import draw_faces
+from .errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000  # larger claims are refused as decompression bombs (the largest CelebA image has 39k)
@@ -32,10 +33,6 @@ CACHE_VERSION = 1
 CELEBA_ASPECT, CELEBA_CROP = 178 / 218, 108 / 178
 HELP_GET_DATA = ("point --data at a folder or .zip of face images (e.g. the Udacity processed-celeba-small.zip, "
                  "see the README), or use --data synthetic to try it offline")
-
-
-class DataError(Exception):
-    """A data problem the user can fix; the message says what and how."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +213,7 @@ def load_images(data: str | os.PathLike, image_size: int = 32, *, synthetic_coun
 
 
 def _save_cache(path: Path, array: np.ndarray) -> None:
-    from .checkpoint import atomic_write
+    from .atomic import atomic_write
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: np.save(f, array))

@@ -127,3 +127,12 @@ def wrap(model: torch.nn.Module, device: torch.device, sync_bn: bool = False) ->
     no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                else {"broadcast_buffers": False})
     return ddp(model, device_ids=ids, **no_sync)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DistributedDataParallel or torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner

@@ -16,14 +16,12 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from .errors import DownloadError
+
 UDACITY_URL = ("https://s3.amazonaws.com/video.udacity-data.com/topher/2018/November/"
                "5be7eb6f_processed-celeba-small/processed-celeba-small.zip")
 BY_HAND = ("download processed-celeba-small.zip by hand from " + UDACITY_URL + " and unzip it here (or pass the "
            "zip itself as data_dir); data_dir='synthetic' works offline")
-
-
-class DownloadError(Exception):
-    """The data could not be fetched; the message says how to get it by hand."""
 
 
 def _check_url(url: str) -> None:
@@ -111,7 +109,8 @@ def ensure_udacity_data(data_dir: str | os.PathLike = "processed_celeba_small/",
                         timeout: float = 30, progress: bool = True) -> Path:
     """Make sure the Udacity face crops are in ``data_dir``: nothing is fetched when images are already there;
     otherwise the zip is downloaded beside it, verified, extracted safely and removed."""
-    from .data import DataError, find_images
+    from .errors import DataError
+    from .data import find_images
     data_dir = Path(data_dir)
     try:
         find_images(data_dir)

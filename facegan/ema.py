@@ -6,7 +6,7 @@ import copy
 import torch
 from torch import nn
 
-from .checkpoint import unwrap
+from .distributed import unwrap
 from .config import TrainConfig
 
 

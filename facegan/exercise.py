@@ -16,14 +16,12 @@ import os
 import re
 from pathlib import Path
 
+from .errors import ExerciseError
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 ANSWER_STUB = "YOUR ANSWER HERE"
 _MARKER = re.compile(r"^(\s*)(### (?:BEGIN|END) SOLUTION)\s*$")
-
-
-class ExerciseError(ValueError):
-    """A notebook whose solution markers cannot be turned into an exercise; the message names the cell."""
 
 
 def _source(cell: dict) -> str:
@@ -168,7 +166,7 @@ def read_notebook(path: str | os.PathLike) -> dict:
 
 
 def write_notebook(notebook: dict, path: str | os.PathLike) -> None:
-    from .checkpoint import atomic_write
+    from .atomic import atomic_write
     text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
     atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 

@@ -8,7 +8,7 @@ import os
 import torch
 from torchvision.utils import make_grid
 
-from . import checkpoint
+from . import atomic
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ def save_png(array: torch.Tensor, path: str | os.PathLike) -> None:
     from PIL import Image
     buffer = io.BytesIO()
     Image.fromarray(array.numpy()).save(buffer, format="PNG")
-    checkpoint.atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    atomic.atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:
@@ -50,4 +50,4 @@ def save_gif(frames: list[torch.Tensor], path: str | os.PathLike, *, nrow: int |
     buffer = io.BytesIO()
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
                      duration=int(seconds_per_frame * 1000), loop=0)
-    checkpoint.atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    atomic.atomic_write(path, lambda f: f.write(buffer.getvalue()))

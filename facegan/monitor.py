@@ -14,7 +14,7 @@ import torch
 
 from . import distributed
 from .devices import is_out_of_memory
-from .rundir import TrainingError
+from .errors import TrainingError
 
 
 class RunClock:

@@ -34,7 +34,8 @@ def resolve_space(space: str) -> str:
         raise ValueError(f"unknown space {space!r}: use one of {SPACES}")
     if space != "auto":
         return space
-    from .metrics import MetricsUnavailable, weights_path
+    from .errors import MetricsUnavailable
+    from .metrics import weights_path
     try:
         weights_path()
         return "inception"

@@ -12,9 +12,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .rundir import TrainingError
-
-# the fields that shape the networks: a checkpoint with other values can't be continued by this run
+from .errors import TrainingError
 SHAPE = ("arch", "image_size", "z_size", "d_conv_dim", "g_conv_dim", "d_norm")
 
 

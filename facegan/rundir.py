@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
+from . import atomic
+from .errors import TrainingError
 from .images import save_grid
 
 try:
@@ -37,13 +38,16 @@ except ImportError:  # Windows: a byte-range lock, which likewise ends with its 
 # the PyTorch DCGAN tutorial reports them); empty for a user's step that does not return them
 LOSS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "images_seen", "elapsed_s", "d_real", "d_fake")
 LOCK_NAME = ".lock"
+FORMAT = "facegan-checkpoint-v1"  # the marker every checkpoint carries (facegan.checkpoint checks it)
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-class TrainingError(Exception):
-    """A run that cannot go on (bad resume, divergence, unwritable output, a directory in use); the message says
-    what to do."""
+def checkpoint_bytes(state: dict) -> bytes:
+    """A checkpoint file's contents, made in memory: its size is known before anything is written."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return buffer.getvalue()
 
 
 def size_text(n: int) -> str:
@@ -165,7 +169,7 @@ class RunDir:
             # half-written temporary files of a run that was killed mid-write: the real files are intact
             for stale in [*self.path.glob(".*.tmp"), *(self.path / "samples").glob(".*.tmp")]:
                 stale.unlink(missing_ok=True)
-            ckpt.atomic_write(self.path / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
+            atomic.atomic_write(self.path / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
 
     def append_losses(self, rows: list[dict], mode: str = "append") -> None:
         path = self.path / "losses.csv"
@@ -178,7 +182,7 @@ class RunDir:
         blob = old + text.getvalue().encode()
         # rewriting the whole (small) file atomically keeps it whole across a kill mid-write
         with self.writing("losses.csv", len(blob)):
-            ckpt.atomic_write(path, lambda f: f.write(blob))
+            atomic.atomic_write(path, lambda f: f.write(blob))
 
     def truncate_losses(self, step: int) -> None:
         """Drop loss rows written after the checkpoint at ``step`` (a crash between the CSV and the checkpoint)."""
@@ -190,9 +194,9 @@ class RunDir:
         self.append_losses(rows, mode="replace")
 
     def save_checkpoint(self, state: dict, name: str = "checkpoint.pt") -> None:
-        blob = ckpt.checkpoint_bytes(state)
+        blob = checkpoint_bytes(state)
         with self.writing(name, len(blob)):
-            ckpt.atomic_write(self.path / name, lambda f: f.write(blob))
+            atomic.atomic_write(self.path / name, lambda f: f.write(blob))
         if name == "checkpoint.pt":
             self.saved = (state["epoch"], state["step"])
 
@@ -209,7 +213,7 @@ class RunDir:
         figure = plot_losses([(r["d_loss"], r["g_loss"]) for r in rows])
         try:
             with self.writing("losses.png"):
-                ckpt.atomic_write(self.path / "losses.png", lambda f: figure.savefig(f, format="png", dpi=120))
+                atomic.atomic_write(self.path / "losses.png", lambda f: figure.savefig(f, format="png", dpi=120))
         finally:
             plt.close(figure)
 
@@ -218,13 +222,13 @@ class RunDir:
         old = path.read_bytes() if path.exists() else b"epoch,step,fid,kid,kid_std\n"
         row = f"{epoch},{step},{scores.fid:.4f},{scores.kid:.6f},{scores.kid_std:.6f}\n".encode()
         with self.writing("metrics.csv"):
-            ckpt.atomic_write(path, lambda f: f.write(old + row))
+            atomic.atomic_write(path, lambda f: f.write(old + row))
 
     def keep_best(self) -> None:
         """best.pt: a copy of the checkpoint just written."""
         blob = (self.path / "checkpoint.pt").read_bytes()
         with self.writing("best.pt", len(blob)):
-            ckpt.atomic_write(self.path / "best.pt", lambda f: f.write(blob))
+            atomic.atomic_write(self.path / "best.pt", lambda f: f.write(blob))
 
 
 def read_losses(run_dir: str | os.PathLike) -> list[dict]:

@@ -12,7 +12,7 @@ import weakref
 import torch
 
 from .augment import augment, parse_policy
-from .checkpoint import unwrap
+from .distributed import unwrap
 from .models import Discriminator, discriminator_loss, generator_loss, sample_latent
 from .precision import autocast
 

@@ -30,7 +30,8 @@ from .models import build_network, sample_latent
 from .precision import autocast, training_precision
 from .monitor import RunClock, evaluate_run, explain_out_of_memory, loss_rows, stop_on_signals
 from .resume import restore, snapshot
-from .rundir import LOSS_COLUMNS, RunDir, TrainingError, read_losses
+from .errors import TrainingError
+from .rundir import LOSS_COLUMNS, RunDir, read_losses
 from .step import DefaultStep, set_learning_rates
 from .threads import ThreadTuner
 

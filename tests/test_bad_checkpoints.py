@@ -3,7 +3,9 @@ and never run)."""
 import pytest
 import torch
 
-from facegan.checkpoint import CheckpointError, load_checkpoint, load_generator
+from facegan.errors import CheckpointError
+
+from facegan.checkpoint import load_checkpoint, load_generator
 
 
 class Exploit:

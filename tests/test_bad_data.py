@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import face_like, write_images
-from facegan.data import DataError, find_images, load_images
+from facegan.errors import DataError
+from facegan.data import find_images, load_images
 
 
 def test_any_folder_any_format_and_mode(tmp_path):

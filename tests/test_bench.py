@@ -286,7 +286,7 @@ def test_the_framings_script_draws_both_grids_from_the_files_the_benches_train_o
 
 def test_a_framing_refuses_images_that_are_not_aligned_celeba(tmp_path):
     from common import framed_crops
-    from facegan.data import DataError
+    from facegan.errors import DataError
     faces = aligned_faces(tmp_path / "faces", n=2, width=64, height=64)
     with pytest.raises(DataError, match="not an aligned CelebA frame"):
         framed_crops(str(faces), "head150")

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from conftest import TINY, wait_for_file
-from facegan.checkpoint import CheckpointError, export_generator, load_checkpoint, load_generator
+from facegan.errors import CheckpointError
+from facegan.checkpoint import export_generator, load_checkpoint, load_generator
 from facegan.cli import main
 from facegan.config import TrainConfig
 from facegan.train import train

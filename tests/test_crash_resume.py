@@ -57,8 +57,8 @@ def finish_and_compare(out, reference):
 
 KILL_DURING_WRITE = """
 import os, signal
-import facegan.checkpoint as checkpoint
-original = checkpoint.atomic_write
+import facegan.atomic as atomic
+original = atomic.atomic_write
 calls = {{"n": 0}}
 def dying_write(path, write):
     if str(path).endswith({suffix!r}):
@@ -72,7 +72,7 @@ def dying_write(path, write):
                 f.write(data[: len(data) // 2])  # half of it is on disk when the power goes
             os.kill(os.getpid(), signal.SIGKILL)
     return original(path, write)
-checkpoint.atomic_write = dying_write
+atomic.atomic_write = dying_write
 """
 
 
@@ -122,10 +122,10 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
     before = (out / "checkpoint.pt").read_bytes()
     driver = """
     import errno
-    import facegan.checkpoint as checkpoint
+    import facegan.atomic as atomic
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
-    checkpoint.atomic_write = full
+    atomic.atomic_write = full
     """
     done = facegan(*ARGS, "--epochs", "2", "--out", str(out), "--resume", driver=driver)
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -139,10 +139,10 @@ def test_unwritable_output_folder(tmp_path):
     # (the suite runs as root in CI, where chmod cannot make a folder unwritable: the refusal is planted instead)
     driver = """
     import errno
-    import facegan.checkpoint as checkpoint
+    import facegan.atomic as atomic
     def refused(path, write):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
-    checkpoint.atomic_write = refused
+    atomic.atomic_write = refused
     """
     done = facegan(*ARGS, "--out", str(tmp_path / "run"), driver=driver)
     assert done.returncode == 1 and "Traceback" not in done.stderr

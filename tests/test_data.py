@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from conftest import write_images
-from facegan.data import DataError, TensorBatches, find_images, get_dataloader, load_images
+from facegan.errors import DataError
+from facegan.data import TensorBatches, find_images, get_dataloader, load_images
 from facegan.synthetic import draw_faces
 
 

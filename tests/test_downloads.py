@@ -9,7 +9,8 @@ import pytest
 
 import helpers
 from conftest import face_like
-from facegan.download import DownloadError, download, ensure_udacity_data, safe_extract
+from facegan.errors import DownloadError
+from facegan.download import download, ensure_udacity_data, safe_extract
 
 
 def make_zip(entries):

@@ -12,7 +12,8 @@ import uuid
 import pytest
 
 from facegan.checkpoint import load_checkpoint
-from facegan.rundir import RunDir, TrainingError, size_text
+from facegan.errors import TrainingError
+from facegan.rundir import RunDir, size_text
 from facegan.train import Trainer, read_losses
 from test_crash_resume import ARGS, facegan
 from conftest import wait_for_file

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from facegan import metrics
-from facegan.metrics import (MetricsUnavailable, Scores, Statistics, features, frechet_distance,
+from facegan.errors import MetricsUnavailable
+from facegan.metrics import (Scores, Statistics, features, frechet_distance,
                              kernel_inception_distance, kid_subset_size, reference_statistics)
 
 

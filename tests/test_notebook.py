@@ -260,7 +260,7 @@ def test_cli_writes_the_exercise(tmp_path):
     ("x = 1\n", "no '### BEGIN SOLUTION'"),
 ])
 def test_broken_markers_are_refused_with_the_cell_named(source, message):
-    from facegan.exercise import ExerciseError
+    from facegan.errors import ExerciseError
     notebook = {"cells": [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [],
                            "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     with pytest.raises(ExerciseError, match=message):

@@ -7,7 +7,8 @@ import torch
 from facegan.checkpoint import load_checkpoint
 from facegan.config import TrainConfig
 from facegan.precision import training_precision
-from facegan.train import Trainer, TrainingError, pick_device, read_losses, train
+from facegan.errors import TrainingError
+from facegan.train import Trainer, pick_device, read_losses, train
 
 
 def small(tmp_path, name="run", **overrides):
