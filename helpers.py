@@ -21,17 +21,32 @@ __all__ = ["env", "get_data", "show_batch", "view_samples", "plot_losses", "inte
 
 
 def env(name: str, default):
-    """A notebook parameter: ``FACEGAN_<NAME>`` from the environment when set (cast to the default's type),
-    else ``default``. Lets plain ``jupyter nbconvert --execute`` be steered without editing the notebook."""
+    """A notebook parameter: ``FACEGAN_<NAME>`` from the environment when set (cast to the default's type; for a
+    default of None, a number when it reads as one and None for 'none' or ''), else ``default``. Lets plain
+    ``jupyter nbconvert --execute`` be steered without editing the notebook."""
     raw = os.environ.get(f"FACEGAN_{name.upper()}")
     if raw is None:
         return default
     try:
         if isinstance(default, bool):
             return raw.strip().lower() in ("1", "true", "yes", "on")
-        return type(default)(raw) if default is not None else raw
+        if default is None:
+            return _number_or_text(raw)
+        return type(default)(raw)
     except ValueError:
         raise ValueError(f"FACEGAN_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+
+
+def _number_or_text(raw: str):
+    text = raw.strip()
+    if text.lower() in ("", "none"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return raw
 
 
 def get_data(data_dir: str = "processed_celeba_small/", url: str = UDACITY_URL, timeout: float = 30) -> str:

@@ -26,7 +26,8 @@ from common import CpuWatch  # noqa: E402
 from throughput import matmul_rate, step_flops_per_image  # noqa: E402
 
 from facegan.config import RECIPES, TrainConfig  # noqa: E402
-from facegan.data import TensorBatches, load_images  # noqa: E402
+from facegan.batches import TensorBatches  # noqa: E402
+from facegan.data import load_images  # noqa: E402
 from facegan.synthetic import draw_faces  # noqa: E402
 from facegan.train import Trainer  # noqa: E402
 

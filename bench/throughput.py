@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import SeedMethod, notebook_definitions, seed_loader, udacity_style_folder  # noqa: E402
 
 from facegan.config import TrainConfig  # noqa: E402
-from facegan.data import TensorBatches, load_images  # noqa: E402
+from facegan.batches import TensorBatches  # noqa: E402
+from facegan.data import load_images  # noqa: E402
 from facegan.train import Trainer  # noqa: E402
 
 

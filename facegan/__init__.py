@@ -4,7 +4,8 @@ The names below are the package's public API. None of them shadows a submodule: 
 module (its ``train`` function is ``facegan.train.train``), ``facegan.data`` the data module, and so on.
 """
 from .config import TrainConfig
-from .data import get_dataloader, load_images
+from .batches import get_dataloader
+from .data import load_images
 from .errors import DataError, TrainingError
 from .models import Discriminator, Generator, build_network, fake_loss, real_loss, weights_init_normal
 from .train import RunResult, Trainer

@@ -165,7 +165,7 @@ def _run_training(config, args, world) -> str:
         return ""
     d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
     processes = f" on {world.size} processes" if world.distributed else ""
-    report = (f"{result.stopped}: epoch {trainer.epoch}/{config.epochs}, step {trainer.step}, d_loss {d:.3f}, "
+    report = (f"{result.stopped}: epoch {trainer.state.epoch}/{config.epochs}, step {trainer.state.step}, d_loss {d:.3f}, "
               f"g_loss {g:.3f}, {result.images_per_second:.0f} images/s{processes}; run in {config.out}/")
     return report + (f"\n{result.threads}" if trainer.device.type == "cpu" else "")
 
@@ -176,7 +176,7 @@ def _sample(args) -> int:
     from .images import save_grid, save_png, to_uint8
     from .models import sample_latent
     from .precision import autocast
-    from .train import pick_device
+    from .devices import pick_device
     device = pick_device(args.device)
     G, config = load_generator(args.checkpoint, device)
     z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
@@ -201,7 +201,7 @@ def _evaluate(args) -> int:
     from .checkpoint import load_generator
     from .data import find_images, load_images
     from .metrics import evaluate
-    from .train import pick_device
+    from .devices import pick_device
     if args.n < 2:  # checked before any loading: FID needs two images to have a covariance
         raise ValueError("--n must be at least 2 for FID")
     device = pick_device(args.device)
@@ -222,7 +222,7 @@ def _nearest(args) -> int:
     from .models import sample_latent
     from .nearest import neighbour_grid, nearest_neighbours
     from .precision import autocast
-    from .train import pick_device
+    from .devices import pick_device
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out '{args.out}' must be a .png file: the grid of faces and their neighbours")
     device = pick_device(args.device)

@@ -1,4 +1,4 @@
-"""Where a run trains: the device, and the batch size that suits it."""
+"""Where a run trains: the device, and what a device says when it runs out of memory."""
 from __future__ import annotations
 
 import torch
@@ -22,17 +22,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device '{name}': use auto, cpu, cuda, cuda:N or mps")
     return device
-
-
-def default_batch_size(device: torch.device) -> int:
-    """The batch a run uses unless told otherwise.
-
-    On the CPU a step costs about in proportion to its batch, so smaller batches buy more updates per minute, and
-    for these small networks the number of updates is what the faces improve with: in 5 minutes on the 2-core
-    machine batch 64 reached FID 44 where batch 256 reached 72, though 256 trains 1.5x more images per second
-    (bench/quality.py --set batch_size=...). On a GPU a step of these networks at 256 costs little more than at
-    64, so the larger batch is the faster one there."""
-    return 64 if device.type == "cpu" else 256
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -14,7 +14,7 @@ from collections import deque
 
 import torch
 
-from .data import to_signed
+from .batches import to_signed
 
 
 def diversity(images: torch.Tensor) -> float:

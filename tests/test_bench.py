@@ -37,7 +37,7 @@ def test_an_extra_ema_at_the_runs_own_decay_is_the_runs_own_ema(tmp_path):
     # 0.05: below the warm-up from step 0; warm-up 10: a smaller decay than warm-up 3 until step 16
     same, other, other_warmup = keep_extra_emas(trainer, [(0.9, 3.0), (0.05, 3.0), (0.9, 10.0)])
     trainer.run()
-    assert trainer.step == 8
+    assert trainer.state.step == 8
     for mine, theirs in zip(same.model.parameters(), trainer.ema.model.parameters()):
         assert torch.equal(mine, theirs)
     for differs in (other, other_warmup):
@@ -72,7 +72,7 @@ def test_every_speed_lever_builds_a_trainer_that_trains(tmp_path):
     """bench/levers.py's table is only as good as its levers: each must be a valid config whose patched Trainer
     takes a step and still learns (compilation is left out here: it takes a minute and is torch's to test)."""
     from levers import LEVERS
-    from facegan.data import TensorBatches
+    from facegan.batches import TensorBatches
     for name, (_, overrides, patch) in LEVERS.items():
         if name.startswith("compile"):
             continue
@@ -92,7 +92,7 @@ def test_the_nchw_weights_lever_changes_the_layout_and_nothing_else(tmp_path):
     """Only the weights' memory layout moves: the convs' weights (and their average) become NCHW-contiguous, the
     activations stay channels-last, and a step computes what the default step computes (up to float rounding)."""
     from levers import nchw_weights
-    from facegan.data import TensorBatches
+    from facegan.batches import TensorBatches
     trainers = [Trainer(small(tmp_path, threads="2", precision="fp32"), progress=False, write=False) for _ in range(2)]
     nchw_weights(trainers[1])
     convs = [m for net in (trainers[1].D, trainers[1].G, trainers[1].ema.model) for m in net.modules()
@@ -202,10 +202,10 @@ def test_a_bench_run_stopped_by_a_signal_stops_the_bench_instead_of_logging_a_pa
     run.trainer.train_step = killed_after_two_steps
     with pytest.raises(SystemExit, match=r"stopped by SIGTERM at step \d: this run is not scored or logged"):
         run.train_updates(8)
-    assert run.trainer.step < 8
+    assert run.trainer.state.step < 8
     run.trainer.train_step = train_step
     run.train_updates(8)  # without a signal the same run trains on to its budget
-    assert run.trainer.step == 8
+    assert run.trainer.state.step == 8
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import wait_for_file
 from facegan.checkpoint import load_checkpoint
-from facegan.train import read_losses
+from facegan.rundir import read_losses
 
 ARGS = ["train", "--data", "synthetic", "--synthetic-count", "256", "--batch-size", "32", "--d-conv-dim", "8",
         "--g-conv-dim", "8", "--z-size", "16", "--n-samples", "9", "--quiet", "--epochs", "4",

@@ -9,7 +9,8 @@ from PIL import Image
 
 from conftest import write_images
 from facegan.errors import DataError
-from facegan.data import TensorBatches, find_images, get_dataloader, load_images
+from facegan.batches import TensorBatches, get_dataloader
+from facegan.data import find_images, load_images
 from facegan.synthetic import draw_faces
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from facegan.checkpoint import load_checkpoint
 from facegan.cli import main
-from facegan.train import read_losses
+from facegan.rundir import read_losses
 
 REPO = str(Path(__file__).resolve().parents[1])
 TINY = ["--data", "synthetic", "--synthetic-count", "256", "--batch-size", "16", "--d-conv-dim", "8",

@@ -9,7 +9,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import problem_unittests as graders
-from facegan.data import FaceDataset, get_dataloader, load_images, scale
+from facegan.batches import FaceDataset, get_dataloader, scale
+from facegan.data import load_images
 from facegan.models import Discriminator, Generator, build_network, fake_loss, real_loss, weights_init_normal
 
 train_on_gpu = torch.cuda.is_available()  # the Udacity template's global, used by some variants below

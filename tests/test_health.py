@@ -5,7 +5,8 @@ import torch
 
 from facegan.config import TrainConfig
 from facegan.health import HealthMonitor, diversity
-from facegan.train import Trainer, read_losses
+from facegan.rundir import read_losses
+from facegan.train import Trainer
 
 
 def tiny(tmp_path, **overrides):
@@ -24,9 +25,15 @@ def test_losses_csv_carries_d_of_x_and_d_of_g_of_z(tmp_path):
     assert sum(r["d_real"] - r["d_fake"] for r in rows[-8:]) > 0
 
 
+def builtin_step(trainer, real, z):
+    """The built-in step, called as a user's step is: on a batch in [0, 1]."""
+    return trainer.default_step(trainer.D, trainer.G, trainer.d_optimizer, trainer.g_optimizer, real * 2 - 1, z,
+                                trainer.state.step)
+
+
 def test_a_step_that_returns_only_losses_leaves_the_probabilities_empty(tmp_path):
     trainer = Trainer(tiny(tmp_path, epochs=1), progress=False,
-                      step=lambda real, z: trainer.default_step(real * 2 - 1, z)[:2])
+                      step=lambda real, z: builtin_step(trainer, real, z)[:2])
     trainer.run()
     rows = read_losses(tmp_path / "run")
     assert all(r["d_real"] != r["d_real"] for r in rows)  # NaN: not reported
@@ -50,10 +57,10 @@ def test_mode_collapse_is_warned_about(tmp_path):
     config = tiny(tmp_path, epochs=4, ema=0)
 
     def step(real, z):
-        if trainer.step >= 16:
+        if trainer.state.step >= 16:
             trainer.G.fc.weight.data.zero_()
             trainer.G.fc.weight.requires_grad_(False)
-        return trainer.default_step(real * 2 - 1, z)
+        return builtin_step(trainer, real, z)
     trainer = Trainer(config, progress=False, step=step)
     with pytest.warns(UserWarning, match="losing their diversity") as caught:
         trainer.run()

@@ -26,6 +26,13 @@ def test_env_parameters(monkeypatch):
         helpers.env("SEED", 0)
 
 
+def test_a_parameter_whose_default_is_none_reads_a_number_or_none(monkeypatch):
+    assert helpers.env("BATCH_SIZE", None) is None
+    for raw, value in (("128", 128), ("0.5", 0.5), ("none", None), ("", None), ("cuda", "cuda")):
+        monkeypatch.setenv("FACEGAN_BATCH_SIZE", raw)
+        assert helpers.env("BATCH_SIZE", None) == value
+
+
 def test_pictures(tmp_path):
     import matplotlib.pyplot as plt
     from PIL import Image

@@ -14,7 +14,8 @@ import pytest
 from facegan.checkpoint import load_checkpoint
 from facegan.errors import TrainingError
 from facegan.rundir import RunDir, size_text
-from facegan.train import Trainer, read_losses
+from facegan.rundir import read_losses
+from facegan.train import Trainer
 from test_crash_resume import ARGS, facegan
 from conftest import wait_for_file
 

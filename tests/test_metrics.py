@@ -143,12 +143,18 @@ def test_cli_evaluate_and_evaluation_during_training(tmp_path, capsys):
     assert printed.startswith("FID: ") and "\nKID: " in printed and " ± " in printed
 
 
-def test_auto_precision_is_bf16_only_on_cpus_with_bf16_units(monkeypatch):
-    monkeypatch.setattr(metrics, "cpu_has_native_bf16", lambda: True)
-    assert metrics.resolve_precision("auto", "cpu") == "bf16"
-    assert metrics.resolve_precision("auto", "cuda") == "fp32"
-    assert metrics.resolve_precision("fp32", "cpu") == "fp32"
-    monkeypatch.setattr(metrics, "cpu_has_native_bf16", lambda: False)
-    assert metrics.resolve_precision("auto", "cpu") == "fp32"
-    with pytest.raises(ValueError, match="unknown precision"):
-        metrics.resolve_precision("fp16", "cpu")
+@pytest.mark.parametrize("trained_in", ["fp32", "bf16"])
+def test_fid_during_training_is_scored_in_the_arithmetic_the_run_trains_in(tmp_path, monkeypatch, trained_in):
+    """One precision rule (facegan.precision.resolve_precision) for training and FID: a run trained with
+    --precision fp32 is scored in fp32 too, even on a CPU where auto picks bf16, and the other way round."""
+    from facegan import precision
+    from facegan.train import Trainer
+    from test_train import small
+    assert metrics.resolve_precision is precision.resolve_precision
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: trained_in == "fp32")  # auto would differ
+    asked = []
+    monkeypatch.setattr(metrics, "evaluate", lambda G, real, **kw: asked.append(kw["precision"]) or
+                        Scores(fid=1.0, kid=0.0, kid_std=0.0, n=len(real)))
+    Trainer(small(tmp_path, epochs=1, eval_every=1, eval_n=8, precision=trained_in), progress=False).run()
+    assert asked == [trained_in]
+    assert (tmp_path / "run" / "best.pt").exists()

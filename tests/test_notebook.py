@@ -14,7 +14,7 @@ from nbclient.exceptions import CellExecutionError
 
 from facegan.checkpoint import load_checkpoint
 from facegan.exercise import fill, make_exercise, regions, solutions
-from facegan.train import read_losses
+from facegan.rundir import read_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "dlnd_face_generation.ipynb"
@@ -48,6 +48,27 @@ def test_first_code_cell_holds_the_tagged_parameters():
     assert "parameters" in first.metadata.get("tags", [])
     for name in PARAMETERS:
         assert f'{name} = env("{name.upper()}", ' in first.source, name
+
+
+def test_the_parameters_cell_trains_the_cli_default_recipe(monkeypatch):
+    """The notebook and `python -m facegan train` train one recipe: every parameter that is a TrainConfig field
+    (under its own name, or fid_n for eval_n) starts at TrainConfig's default, value by value."""
+    import dataclasses
+
+    from facegan.config import TrainConfig
+    for name in list(os.environ):
+        if name.startswith("FACEGAN_"):
+            monkeypatch.delenv(name)
+    first = next(c for c in read().cells if c.cell_type == "code")
+    values: dict = {}
+    exec(compile(first.source, "parameters", "exec"), values)
+    defaults = TrainConfig()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    shared = {name: name for name in values if name in fields} | {"fid_n": "eval_n"}
+    assert {"batch_size", "lr", "beta1", "beta2", "z_size", "d_conv_dim", "g_conv_dim", "seed"} <= set(shared)
+    for name, field in shared.items():
+        assert values[name] == getattr(defaults, field), f"{name} = {values[name]!r}, TrainConfig: {field} = " \
+            f"{getattr(defaults, field)!r}"
 
 
 def test_every_step_is_written_in_the_notebook_and_graded():

@@ -18,14 +18,14 @@ def bf16_units(monkeypatch):
 
 def test_auto_is_bf16_only_on_cpus_with_bf16_units(bf16_units):
     bf16_units(True)
-    assert precision.training_precision("auto", "cpu") == "bf16"
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
     bf16_units(False)
-    assert precision.training_precision("auto", "cpu") == "fp32"
+    assert precision.resolve_precision("auto", "cpu") == "fp32"
     for forced in ("bf16", "fp32"):  # an explicit choice is kept either way
-        assert precision.training_precision(forced, "cpu") == forced
-    assert precision.training_precision("auto", "mps") == "fp32"
+        assert precision.resolve_precision(forced, "cpu") == forced
+    assert precision.resolve_precision("auto", "mps") == "fp32"
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
-        precision.training_precision("fp16", "cpu")
+        precision.resolve_precision("fp16", "cpu")
 
 
 def test_auto_on_cuda_asks_whether_the_gpu_has_bf16_units(monkeypatch):
@@ -33,7 +33,7 @@ def test_auto_on_cuda_asks_whether_the_gpu_has_bf16_units(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: asked.append(including_emulation) or False)
-    assert precision.training_precision("auto", "cuda") == "fp32"
+    assert precision.resolve_precision("auto", "cuda") == "fp32"
     assert asked == [False]  # emulated bf16 does not count
 
 

@@ -7,7 +7,8 @@ import torch
 from facegan.augment import augment, cutout, parse_policy, translation
 from facegan.checkpoint import load_checkpoint
 from facegan.config import TrainConfig
-from facegan.train import Trainer, read_losses, train
+from facegan.rundir import read_losses
+from facegan.train import Trainer, train
 
 from test_train import small
 
@@ -122,7 +123,7 @@ def test_r1_penalty_is_the_squared_input_gradient_and_applied_lazily(tmp_path):
 
     applied = []
     original = trainer.default_step.r1_penalty
-    trainer.default_step.r1_penalty = lambda logits, x: applied.append(trainer.step) or original(logits, x)
+    trainer.default_step.r1_penalty = lambda logits, x: applied.append(trainer.state.step) or original(logits, x)
     trainer.run()
     assert applied == [0, 4, 8, 12], "every r1_every-th step only"
 
@@ -154,8 +155,8 @@ def test_learning_rates_decay_linearly_to_zero_over_the_last_fraction_of_the_run
     trainer = Trainer(small(tmp_path, epochs=4, lr=1e-3, d_lr=2e-3, lr_decay=0.5), write=False, progress=False)
     seen = []
     step = trainer.default_step
-    trainer.default_step = lambda real, z: seen.append(
-        (trainer.d_optimizer.param_groups[0]["lr"], trainer.g_optimizer.param_groups[0]["lr"])) or step(real, z)
+    trainer.default_step = lambda *args: seen.append(
+        (trainer.d_optimizer.param_groups[0]["lr"], trainer.g_optimizer.param_groups[0]["lr"])) or step(*args)
     trainer.run()
     total = 4 * 256 // 32
     expected = [min(1.0, (1 - i / total) / 0.5) for i in range(total)]
@@ -171,10 +172,10 @@ def test_learning_rate_decay_follows_the_time_budget(tmp_path):
     seen = []
     step = trainer.default_step
 
-    def timed_step(real, z):
+    def timed_step(*args):
         seen.append(trainer.g_optimizer.param_groups[0]["lr"])
         now[0] += 6.0  # each step takes a tenth of the budget
-        return step(real, z)
+        return step(*args)
     trainer.default_step = timed_step
     trainer.run()
     lr = trainer.config.lr
@@ -194,7 +195,7 @@ def test_recipe_flags_keep_runs_repeatable_and_resume_exactly(tmp_path, options)
     assert again.losses == full.losses
     # the same 3-epoch run (its learning-rate schedule knows the whole length) stopped early, as by Ctrl-C
     stopped = Trainer(small(tmp_path, "split", epochs=3, **options), progress=False)
-    stopped.run(on_epoch=lambda epoch, samples: setattr(stopped, "_stop_signal", "SIGINT") if epoch == 2 else None)
+    stopped.run(on_epoch=lambda epoch, samples: stopped.request_stop("SIGINT") if epoch == 2 else None)
     assert 16 < stopped.step < 24
     resumed = train(small(tmp_path, "split", epochs=3, **options), resume=True, progress=False)
     assert resumed.losses == full.losses[stopped.step:]
