@@ -9,9 +9,8 @@ import time
 
 import torch
 
-from facegan.errors import DownloadError
-
 from facegan.download import UDACITY_URL, download, ensure_udacity_data, safe_extract  # noqa: F401
+from facegan.errors import DownloadError
 from facegan.images import save_gif
 from facegan.models import interpolate, sample_latent
 from facegan.plots import plot_losses, show_images

@@ -15,11 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facegan.errors import DataError
-
 from facegan.data import CELEBA_ASPECT, find_images, load_images
+from facegan.errors import DataError
 from facegan.models import build_network, fake_loss, real_loss
-
 
 # Two ways to frame aligned CelebA, as boxes in its 178x218 frame (a scaled copy is scaled alike): side, centre x,
 # centre y. Alignment puts the eyes near y = 111 and the mouth near y = 152 in every image, so one box frames every
@@ -90,7 +88,7 @@ def run_whole(trainer):
     returns early, and a bench must stop too, or it would report the part-trained run as if it had its budget."""
     result = trainer.run()
     if result.signal is not None:
-        raise SystemExit(f"{result.stopped} at step {trainer.step}: this run is not scored or logged")
+        raise SystemExit(f"{result.stopped} at step {trainer.state.step}: this run is not scored or logged")
     return result
 
 

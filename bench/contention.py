@@ -1,7 +1,7 @@
 """Training speed on a busy machine: the seed method and facegan (--threads auto, the default, and fixed 1 and 2
 threads) alone and under each kind of load, side by side in one run.
 
-    python bench/contention.py [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 20]
+    python -m bench.contention [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 20]
 
 Loads: none; one core kept busy by a plain Python loop; another process doing PyTorch matmuls (at torch's default
 thread count). Every path trains on the same 64x64 JPEG face crops, twice per load (in order, then in reverse
@@ -20,13 +20,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from common import CpuWatch, SeedMethod, run_whole, seed_loader, udacity_style_folder  # noqa: E402
+from facegan.config import TrainConfig
+from facegan.data import load_images
+from facegan.train import Trainer
 
-from facegan.config import TrainConfig  # noqa: E402
-from facegan.data import load_images  # noqa: E402
-from facegan.train import Trainer  # noqa: E402
+from .common import CpuWatch, SeedMethod, run_whole, seed_loader, udacity_style_folder
 
 LOADS = {
     "none": None,

@@ -1,8 +1,8 @@
 """Each speed lever of facegan's default step, switched off (or a candidate switched on) one at a time, measured
 side by side with the default in alternating rounds on the same data and machine.
 
-    python bench/levers.py --data ../shared/data/celeba_aligned_10k.zip [--seconds 10] [--rounds 4]
-    python bench/levers.py --only default compile   # a subset, by the names in the first column
+    python -m bench.levers --data ../shared/data/celeba_aligned_10k.zip [--seconds 10] [--rounds 4]
+    python -m bench.levers --only default compile   # a subset, by the names in the first column
 
 Prints images/s per round, the best round, the ratio to the default's best, the share of this machine's fastest
 matmul rate (bf16 where the CPU has bf16 units, fp32 where bf16 is emulated; measured in the same run) that the
@@ -13,23 +13,19 @@ used; a round with company is marked and left out of the best.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from common import CpuWatch  # noqa: E402
-from throughput import matmul_rate, step_flops_per_image  # noqa: E402
+from facegan.batches import TensorBatches
+from facegan.config import RECIPES, TrainConfig
+from facegan.data import load_images
+from facegan.synthetic import draw_faces
+from facegan.train import Trainer
 
-from facegan.config import RECIPES, TrainConfig  # noqa: E402
-from facegan.batches import TensorBatches  # noqa: E402
-from facegan.data import load_images  # noqa: E402
-from facegan.synthetic import draw_faces  # noqa: E402
-from facegan.train import Trainer  # noqa: E402
+from .common import CpuWatch
+from .throughput import matmul_rate, step_flops_per_image
 
 
 def unfused_adam(trainer: Trainer) -> None:
@@ -47,79 +43,19 @@ def compiled(**options):
     return patch
 
 
-def compiled_norm_activation(trainer: Trainer, compile=torch.compile) -> None:
-    """Each BatchNorm and the activation after it compiled together (inductor fuses them into one pass over the
-    activations, forward and backward), the convolutions left to oneDNN: the part of compilation that could pay
-    here without its convolutions, which lost to oneDNN's (the compile levers)."""
-    D, G = trainer.D, trainer.G
-
-    def d_layer(norm):
-        def norm_activation(x, parts):
-            x = torch.cat([norm(part) for part in x.chunk(parts)]) if parts > 1 else norm(x)
-            return torch.nn.functional.leaky_relu(x, 0.2)
-        return compile(norm_activation)
-
-    def g_layer(norm):
-        return compile(lambda x: torch.relu(norm(x)))
-    d_fused = [d_layer(block[1]) if len(block) > 1 else None for block in (getattr(D, f"conv{i + 1}")
-                                                                           for i in range(D.n_convs))]
-    g_fused = [g_layer(getattr(G, f"deconv{i + 1}")[1]) for i in range(G.n_deconvs - 1)]
-
-    def d_forward(x, parts=1):
-        for i, fused in enumerate(d_fused):
-            x = getattr(D, f"conv{i + 1}")[0](x)
-            x = fused(x, parts) if fused else torch.nn.functional.leaky_relu(x, 0.2)
-        return D.fc(x.flatten(1))
-
-    def g_forward(z):
-        channels, side = G.bottleneck
-        x = G.fc(z).view(-1, channels, side, side)
-        for i, fused in enumerate(g_fused):
-            x = fused(getattr(G, f"deconv{i + 1}")[0](x))
-        return torch.tanh(getattr(G, f"deconv{G.n_deconvs}")[0](x))
-    D.forward, G.forward = d_forward, g_forward
-
-
-def without_onednn(trainer: Trainer) -> None:
-    """Every convolution through PyTorch's own im2col + matmul kernels instead of oneDNN's."""
-    train_step = trainer.train_step
-
-    def step(real):
-        with torch.backends.mkldnn.flags(enabled=False):
-            return train_step(real)
-    trainer.train_step = step
-
-
-def nchw_weights(trainer: Trainer) -> None:
-    """Activations channels-last, every conv weight (and its moving average) kept NCHW. The profiler finds 2.2 ms a
-    step of weight-sized copies on an AVX2 host: oneDNN's weight gradients reordered back to channels-last inside
-    convolution_backward, and fused Adam's clones of channels-last weights. NCHW weights avoid both, at the price of
-    each convolution reordering its weight on the way in; this measures which costs more."""
-    for net in [trainer.D, trainer.G] + ([trainer.ema.model] if trainer.ema else []):
-        for module in net.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-                module.weight.data = module.weight.data.contiguous()
-
-
 # name: (what it is, TrainConfig overrides, a patch applied to the built Trainer)
 LEVERS = {
     "default": ("facegan's default step", {}, None),
     "two-passes": ("D once per batch (--no-one-d-pass)", dict(one_d_pass=False), None),
     "fresh-fakes": ("new fakes for the G step (--no-reuse-fake; more arithmetic)", dict(reuse_fake=False), None),
     "nchw": ("NCHW layout (--no-channels-last)", dict(channels_last=False), None),
-    "nchw-weights": ("channels-last activations, NCHW conv weights", {}, nchw_weights),
     "fp32": ("fp32 arithmetic (--precision fp32)", dict(precision="fp32"), None),
     "bf16": ("bf16 autocast (--precision bf16)", dict(precision="bf16"), None),
-    "no-onednn": ("PyTorch's im2col + matmul convolutions, not oneDNN's", {}, without_onednn),
-    "no-onednn-nchw": ("the same in the NCHW layout", dict(channels_last=False), without_onednn),
     "unfused-adam": ("Adam's for-each kernels instead of the fused one", {}, unfused_adam),
     "1-thread": ("one thread (--threads 1)", dict(threads="1"), None),
     "wide": ("the wide recipe (--recipe wide: mirrored faces, 48-channel D; more arithmetic)",
              RECIPES["wide"], None),
     "compile": ("torch.compile of D and G (inductor defaults)", {}, compiled()),
-    "compile-autotune": ("torch.compile, mode max-autotune-no-cudagraphs", {},
-                         compiled(mode="max-autotune-no-cudagraphs")),
-    "compile-norm-act": ("BatchNorm + activation compiled per layer, convs eager", {}, compiled_norm_activation),
 }
 
 

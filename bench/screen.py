@@ -3,26 +3,22 @@
 FID against held-out faces no run sees, and summarised as mean and spread per candidate and framing, with each
 framing's real-vs-real floor beside its table.
 
-    python bench/screen.py --data ../shared/data/celeba_aligned_10k.zip --updates 15000 --seeds 0 1 \\
+    python -m bench.screen --data ../shared/data/celeba_aligned_10k.zip --updates 15000 --seeds 0 1 \\
         --candidate "default" --candidate "lr2e-4 lr=2e-4" --log screen.jsonl
 
-``--updates N`` is the budget to compare recipes by: N generator updates, the same on any host (15,000 is what the
-default trains in about 15 minutes on a 2-core CPU with bf16 units), with the wall time and host logged beside the
-result. The clock does not enter such a result, so runs may share the CPU (``--threads 1``, one process per seed)
-and another process only slows them down. ``--seed-method`` with ``--updates`` trains the seed method (the Udacity
-loop) for as long as the first candidate's run of the same seed and framing trained: that comparison is one of
-wall time, so both runs must have had the CPU to themselves, which the bench checks. ``--minutes M`` gives every
-run M minutes instead (``--epochs`` is the older budget of updates, kept for the logs made with it).
+``--updates N`` is the budget to compare recipes by: N generator updates, the same on any host, with the wall time
+and host logged beside the result. The clock does not enter such a result, so runs may share the CPU (``--threads
+1``, one process per seed). ``--seed-method`` with ``--updates`` trains the seed method (the Udacity loop) for as long
+as the first candidate's run of the same seed and framing trained: a comparison of wall time, so both runs must have
+had the CPU to themselves, which the bench checks. ``--minutes M`` gives every run M minutes instead (``--epochs``
+is the older budget of updates, kept for the logs made with it).
 
 A candidate is a name followed by TrainConfig overrides (FIELD=VALUE, space-separated); "default" alone is facegan's
-defaults. ``also_ema=D`` or ``also_ema=D:W`` (repeatable) scores the same run a second time, at every point it is
-scored, through a moving average of decay D (and warm-up W, TrainConfig.ema_warmup) kept beside the run's own: the
-average changes only what is sampled, never the training, so one run measures both and the comparison is free of
-seed noise. ``--curve`` scores runs of minutes on the way as well and plots them.
-Runs go framing by framing, one at a time, candidates in the inner loop (so a slow phase of the host hits every
-candidate alike rather than one), and each result is appended to --log as it comes, so an interrupted screen keeps
-what it measured; runs already in the log are skipped on a re-run. A timed run during which another process used
-the CPU is marked CONTAMINATED and left out of the means.
+defaults. ``also_ema=D[:W]`` (repeatable) also scores the run through a moving average of decay D (warm-up W) kept
+beside its own: the average changes only what is sampled, so one run measures both. ``--curve`` scores runs of
+minutes on the way as well and plots them. Runs go framing by framing, candidates in the inner loop (a slow phase
+of the host hits every candidate alike), each result appended to --log as it comes; runs already logged are
+skipped on a re-run. A timed run during which another process used the CPU is marked CONTAMINATED and left out.
 """
 from __future__ import annotations
 
@@ -30,25 +26,20 @@ import argparse
 import dataclasses
 import itertools
 import json
-import os
 import statistics
-import sys
 import types
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from common import FRAMINGS, CpuWatch  # noqa: E402
-from quality import FaceganRun, SeedRun, epochs_of, parse_overrides, plot_curve, prepare, real_floors, \
-    remove_folders  # noqa: E402
+from facegan.config import TrainConfig
+from facegan.data import find_images
+from facegan.devices import pick_device
+from facegan.ema import EMA
+from facegan.metrics import evaluate
 
-from facegan.config import TrainConfig  # noqa: E402
-from facegan.data import find_images  # noqa: E402
-from facegan.devices import default_batch_size, pick_device  # noqa: E402
-from facegan.metrics import evaluate  # noqa: E402
-from facegan.train import EMA  # noqa: E402
+from .common import FRAMINGS, CpuWatch
+from .runs import FaceganRun, SeedRun, epochs_of, parse_overrides, plot_curve, prepare, real_floors, remove_folders
 
 
 def parse_candidate(text: str) -> tuple[str, dict, list[tuple[float, float]]]:
@@ -72,7 +63,7 @@ def keep_extra_emas(trainer, averages: list[tuple[float, float]]) -> list[EMA]:
     def step_and_average(real):
         values = train_step(real)
         for ema in emas:
-            ema.update(trainer.G, trainer.step)
+            ema.update(trainer.G, trainer.state.step)
         return values
     trainer.train_step = step_and_average
     return emas
@@ -88,7 +79,6 @@ def extra_average(name: str, settings: str, decay: float, warmup: float) -> tupl
 def worst(notes: list[str]) -> str:
     """The CPU note of a run trained in stretches: contaminated if any stretch was."""
     return next((n for n in notes if "CONTAMINATED" in n), notes[-1])
-
 
 
 def summarise(results: list[dict]) -> list[tuple[str, str, list[float], float, float]]:
@@ -149,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     for _, overrides, _ in candidates:
         config = TrainConfig(**overrides).validate()  # a typo fails now, not an hour in
         for point in [] if args.report else scored_updates:  # and so does a budget that is no whole number of epochs
-            epochs_of(point, training_faces, config.batch_size or default_batch_size(pick_device(config.device)))
+            epochs_of(point, training_faces, config.resolved(pick_device(config.device)).batch_size)
     log = Path(args.log)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     runs = candidates + ([("seed method", None, [])] if args.seed_method else [])
@@ -182,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         scores = evaluate(G, data.held_out, key=data.key, z_size=config.z_size if config else 100,
                           latent=config.latent if config else "uniform", precision="auto")
         result = {"candidate": name, "settings": settings, "seed": seed, "framing": data.framing,
-                  "minutes": minutes or args.minutes, "images_seen": run.seen,
-                  "steps": getattr(getattr(run, "trainer", None), "step", None),
+                  "minutes": args.minutes if minutes is None else minutes, "images_seen": run.seen,
+                  "steps": run.trainer.state.step if isinstance(run, FaceganRun) else None,
                   "fid": round(scores.fid, 3), "kid": round(scores.kid, 6),
                   "cpu": note, "clean": (by_updates and config is not None) or "CONTAMINATED" not in note,
                   "config": dataclasses.asdict(config) if config else None, **extra}
@@ -250,14 +240,15 @@ def main(argv: list[str] | None = None) -> None:
                             else:
                                 run.train_until(point * 60)
                         notes.append(watch.note())
-                        m = round(run.trainer.elapsed / 60, 2) if by_updates else point
+                        # the real training time, unrounded: the seed method is then given exactly as long
+                        m = run.trainer.state.elapsed / 60 if by_updates else point
                         updates = point if args.updates is not None else None
                         record(data, name, settings, seed, run.G.eval(), run, worst(notes), run.trainer.config, m,
                                updates)
                         for (extra_name, extra_settings, (decay, warmup)), ema in zip(extra, emas):
-                            record(data, extra_name, extra_settings, seed, run.trainer.calibrated(ema).eval(), run,
-                                   worst(notes), dataclasses.replace(run.trainer.config, ema=decay,
-                                                                     ema_warmup=warmup), m, updates)
+                            averaged = run.trainer.sampler.calibrated(ema).eval()
+                            record(data, extra_name, extra_settings, seed, averaged, run, worst(notes),
+                                   dataclasses.replace(run.trainer.config, ema=decay, ema_warmup=warmup), m, updates)
             remove_folders(data)
     finally:
         remove_folders(data)

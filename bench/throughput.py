@@ -1,6 +1,6 @@
 """Training throughput: the seed method vs facegan's default path, side by side on the same data and machine.
 
-    python bench/throughput.py [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 40]
+    python -m bench.throughput [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 40]
 
 Prints images/s of both, their ratio (``ratio: X.XX``), the FLOPs of one training step per image, this machine's
 fp32 and bf16 matmul rates, and the share of those rates each path's own arithmetic reaches. A third row trains the notebook's own
@@ -15,19 +15,16 @@ import contextlib
 import io
 import os
 import shutil
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from common import SeedMethod, notebook_definitions, seed_loader, udacity_style_folder  # noqa: E402
+from facegan.batches import TensorBatches
+from facegan.config import TrainConfig
+from facegan.data import load_images
+from facegan.train import Trainer
 
-from facegan.config import TrainConfig  # noqa: E402
-from facegan.batches import TensorBatches  # noqa: E402
-from facegan.data import load_images  # noqa: E402
-from facegan.train import Trainer  # noqa: E402
+from .common import SeedMethod, notebook_definitions, seed_loader, udacity_style_folder
 
 
 def matmul_rate(dtype: torch.dtype, sizes=(512, 1024, 2048, 4096), seconds: float = 1.0) -> float:

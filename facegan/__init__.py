@@ -3,8 +3,8 @@
 The names below are the package's public API. None of them shadows a submodule: ``facegan.train`` is the training
 module (its ``train`` function is ``facegan.train.train``), ``facegan.data`` the data module, and so on.
 """
-from .config import TrainConfig
 from .batches import get_dataloader
+from .config import TrainConfig
 from .data import load_images
 from .errors import DataError, TrainingError
 from .models import Discriminator, Generator, build_network, fake_loss, real_loss, weights_init_normal

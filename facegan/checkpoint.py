@@ -16,10 +16,9 @@ import torch
 from .atomic import atomic_write
 from .config import TrainConfig
 from .distributed import unwrap
-from .models import Generator
 from .errors import CheckpointError
+from .models import Generator
 from .rundir import FORMAT
-
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -165,18 +165,20 @@ def _run_training(config, args, world) -> str:
         return ""
     d, g = result.losses[-1] if result.losses else (float("nan"), float("nan"))
     processes = f" on {world.size} processes" if world.distributed else ""
-    report = (f"{result.stopped}: epoch {trainer.state.epoch}/{config.epochs}, step {trainer.state.step}, d_loss {d:.3f}, "
+    state = trainer.state
+    report = (f"{result.stopped}: epoch {state.epoch}/{config.epochs}, step {state.step}, d_loss {d:.3f}, "
               f"g_loss {g:.3f}, {result.images_per_second:.0f} images/s{processes}; run in {config.out}/")
     return report + (f"\n{result.threads}" if trainer.device.type == "cpu" else "")
 
 
 def _sample(args) -> int:
     import torch
+
     from .checkpoint import load_generator
+    from .devices import pick_device
     from .images import save_grid, save_png, to_uint8
     from .models import sample_latent
     from .precision import autocast
-    from .devices import pick_device
     device = pick_device(args.device)
     G, config = load_generator(args.checkpoint, device)
     z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
@@ -200,8 +202,8 @@ def _sample(args) -> int:
 def _evaluate(args) -> int:
     from .checkpoint import load_generator
     from .data import find_images, load_images
-    from .metrics import evaluate
     from .devices import pick_device
+    from .metrics import evaluate
     if args.n < 2:  # checked before any loading: FID needs two images to have a covariance
         raise ValueError("--n must be at least 2 for FID")
     device = pick_device(args.device)
@@ -216,13 +218,14 @@ def _evaluate(args) -> int:
 
 def _nearest(args) -> int:
     import torch
+
     from .checkpoint import load_generator
     from .data import find_images, load_images
+    from .devices import pick_device
     from .images import quantize, save_grid
     from .models import sample_latent
-    from .nearest import neighbour_grid, nearest_neighbours
+    from .nearest import nearest_neighbours, neighbour_grid
     from .precision import autocast
-    from .devices import pick_device
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out '{args.out}' must be a .png file: the grid of faces and their neighbours")
     device = pick_device(args.device)

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from . import distributed
-from .synthetic import draw_faces
 from .errors import DataError
+from .synthetic import draw_faces
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000  # larger claims are refused as decompression bombs (the largest CelebA image has 39k)

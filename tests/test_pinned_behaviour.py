@@ -6,7 +6,8 @@ for a notebook-style user step.
 The reference values live in tests/data/pinned_runs.json, recorded from the code before the refactor. Float
 arithmetic of the convolutions depends on the CPU's instruction set (oneDNN picks kernels per ISA), so the weights'
 hash is compared on a CPU of the kind that recorded it and the values to a tight tolerance on any other kind.
-Regenerate only for a deliberate change of arithmetic: FACEGAN_PIN_UPDATE=1 python -m pytest tests/test_pinned_behaviour.py
+Regenerate only for a deliberate change of arithmetic:
+    FACEGAN_PIN_UPDATE=1 python -m pytest tests/test_pinned_behaviour.py
 """
 import hashlib
 import json
