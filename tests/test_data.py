@@ -162,3 +162,35 @@ def test_an_unwritable_cache_costs_speed_not_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "not-a-folder" / "cache"))
     with pytest.warns(UserWarning, match="could not cache decoded images"):
         assert len(load_images(folder, 32, progress=False)) == 3
+
+
+def test_a_cache_entry_zeroed_behind_its_header_is_noticed_and_decoded_again(tmp_path, monkeypatch):
+    """A storage fault or a bad copy can zero a cache entry's pixels and leave its .npy header intact: np.load reads
+    it without complaint. The checksum in the entry's name catches it: a warning, the images decoded again, and the
+    run trains on the real faces, not on black ones."""
+    from facegan.config import TrainConfig
+    from facegan.train import Trainer
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
+    folder = write_images(tmp_path / "faces", 40)
+    real = load_images(folder, 32, progress=False)
+    entry, = (tmp_path / "cache").glob("*.npy")
+    with open(entry, "r+b") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        header = f.tell()
+        size = entry.stat().st_size - header
+        f.write(bytes(size))  # every pixel zero, the header untouched
+    assert np.load(entry).shape == (40, 32, 32, 3) and not np.load(entry).any()  # loads "fine"
+
+    seen = []
+
+    def step(batch, z):
+        seen.append(batch.clone())
+        return torch.zeros(()), torch.zeros(())
+    config = TrainConfig(data=str(folder), batch_size=20, epochs=1, d_conv_dim=8, g_conv_dim=8, z_size=16,
+                         n_samples=4, out=str(tmp_path / "run"), threads="1", ema=0)
+    with pytest.warns(UserWarning, match="cache entry .* is damaged .* decoding the images again"):
+        Trainer(config, progress=False, step=step).run()
+    assert torch.cat(seen).sum() > 0 and torch.equal(load_images(folder, 32, progress=False), real)
+    entry, = (tmp_path / "cache").glob("*.npy")  # rebuilt, and intact again
+    assert np.load(entry).any()
