@@ -102,19 +102,26 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_epoch_seconds(config, n_images: int, steps: int = 3) -> float:
-    """Time a few training steps of fresh networks built from ``config`` and extrapolate to an epoch of
-    ``n_images`` (nothing is written and the notebook's networks are untouched)."""
-    from dataclasses import replace
+def estimate_epoch_seconds(loader, step, z_size: int, device, steps: int = 3) -> float:
+    """Time a few updates of ``step(real_images, z)`` on batches of ``loader``, the loader and the step training
+    will use (its decoding and transforms included), and extrapolate to an epoch of ``len(loader)`` batches. Give
+    ``step`` copies of the networks and optimizers, so that yours stay untrained."""
+    device = torch.device(device)
+    batches = iter(loader)
 
-    from facegan.train import Trainer
-    trainer = Trainer(replace(config, out=os.devnull), progress=False, write=False)
-    size, batch = config.image_size, trainer.config.batch_size
-    real = torch.rand(batch, 3, size, size, device=trainer.device) * 2 - 1
-    trainer.train_step(real)  # warm-up: the first step allocates
+    def update():
+        nonlocal batches
+        try:
+            real, _ = next(batches)
+        except StopIteration:  # a loader shorter than the steps timed starts over
+            batches = iter(loader)
+            real, _ = next(batches)
+        real = real.to(device, memory_format=torch.channels_last)
+        step(real, torch.rand(real.shape[0], z_size, device=device) * 2 - 1)
+    update()  # warm-up: the first update allocates
     start = time.perf_counter()
     for _ in range(steps):
-        trainer.train_step(real)
-    if trainer.device.type == "cuda":
+        update()
+    if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps * (n_images / batch)
+    return (time.perf_counter() - start) / steps * len(loader)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import math
 import os
@@ -90,6 +91,23 @@ def run_whole(trainer):
     if result.signal is not None:
         raise SystemExit(f"{result.stopped} at step {trainer.state.step}: this run is not scored or logged")
     return result
+
+
+def train_until(trainer, epochs, update, deadline: float, steps_per_epoch: int) -> int:
+    """Images trained on until ``deadline`` (a time.perf_counter() value), the way a run trains them: ``epochs(i)``
+    gives epoch i's batches, ``update(batch)`` does one update and returns (images, the step's values), and each
+    update goes through a training session's ``step_done`` (moving average, losses, schedule), so every path timed
+    pays what a real run pays."""
+    seen = 0
+    with trainer.session(steps_per_epoch) as run:
+        for epoch in itertools.count():
+            for batch in epochs(epoch):
+                images, values = update(batch)
+                run.step_done(images, values)
+                seen += images
+                if time.perf_counter() > deadline:
+                    return seen
+    return seen
 
 
 def seed_loader(folder: str, batch_size: int = 32, image_size: int = 32):

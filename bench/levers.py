@@ -24,7 +24,7 @@ from facegan.data import load_images
 from facegan.synthetic import draw_faces
 from facegan.train import Trainer
 
-from .common import CpuWatch
+from .common import CpuWatch, train_until
 from .throughput import matmul_rate, step_flops_per_image
 
 
@@ -91,14 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     def images_per_second(name: str, seconds: float) -> float:
         trainer, batches = runs[name]
         torch.set_num_threads(trainer.config.thread_count())
-        seen, epoch, start = 0, 0, time.perf_counter()
-        while True:
-            for real in batches.epoch(epoch):
-                trainer.train_step(real)
-                seen += real.shape[0]
-                if time.perf_counter() - start > seconds:
-                    return seen / (time.perf_counter() - start)
-            epoch += 1
+        start = time.perf_counter()
+        seen = train_until(trainer, batches.epoch, lambda real: (len(real), trainer.train_step(real)),
+                           start + seconds, len(batches))
+        return seen / (time.perf_counter() - start)
 
     for name in names:  # warm-up: oneDNN's kernel choice, the allocator, and compilation
         for _ in range(2):

@@ -3,10 +3,10 @@
     python -m bench.throughput [--data ../shared/data/celeba_aligned_10k.zip] [--seconds 40]
 
 Prints images/s of both, their ratio (``ratio: X.XX``), the FLOPs of one training step per image, this machine's
-fp32 and bf16 matmul rates, and the share of those rates each path's own arithmetic reaches. A third row trains the notebook's own
-code (its networks, optimizers and ``train_step``, read from dlnd_face_generation.ipynb) through the same Trainer at
-the same settings, and ``notebook/cli: X.XX`` compares it with facegan's built-in step. The paths alternate in
-rounds so that a noisy neighbour slows all alike.
+fp32 and bf16 matmul rates, and the share of those rates each path's own arithmetic reaches. A third row trains the
+notebook's own code (its DataLoader, networks, optimizers and ``train_step``, read from dlnd_face_generation.ipynb)
+in the loop its ``train()`` writes, at the same settings, and ``notebook/cli: X.XX`` compares it with facegan's
+built-in path. The paths alternate in rounds so that a noisy neighbour slows all alike.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from facegan.config import TrainConfig
 from facegan.data import load_images
 from facegan.train import Trainer
 
-from .common import SeedMethod, notebook_definitions, seed_loader, udacity_style_folder
+from .common import SeedMethod, notebook_definitions, seed_loader, train_until, udacity_style_folder
 
 
 def matmul_rate(dtype: torch.dtype, sizes=(512, 1024, 2048, 4096), seconds: float = 1.0) -> float:
@@ -89,7 +89,7 @@ def main() -> None:
         config = trainer.config  # with the batch size resolved for this device
         batches = TensorBatches(images, config.batch_size, device=trainer.device, channels_last=config.channels_last)
 
-        notebook_trainer, notebook_batches = notebook_path(config, images, trainer.device)
+        notebook_trainer, notebook_loader, notebook_update = notebook_path(config, folder, trainer.device)
 
         def run_seed(deadline):
             seen = 0
@@ -100,20 +100,13 @@ def main() -> None:
                     if time.perf_counter() > deadline:
                         return seen
 
-        def runner(trainer, batches):
-            epoch = [0]
+        def run_facegan(deadline):
+            return train_until(trainer, batches.epoch, lambda real: (len(real), trainer.train_step(real)), deadline,
+                               len(batches))
 
-            def run(deadline):
-                seen = 0
-                while True:
-                    for real in batches.epoch(epoch[0]):
-                        trainer.train_step(real)
-                        seen += real.shape[0]
-                        if time.perf_counter() > deadline:
-                            return seen
-                    epoch[0] += 1
-            return run
-        run_facegan, run_notebook = runner(trainer, batches), runner(notebook_trainer, notebook_batches)
+        def run_notebook(deadline):  # its own DataLoader and train_step, in the loop its train() writes
+            return train_until(notebook_trainer, lambda epoch: notebook_loader, notebook_update, deadline,
+                               len(notebook_loader))
 
         # warm-up all (allocators, oneDNN kernel choice), then alternate
         for run in (run_seed, run_facegan, run_notebook):
@@ -130,8 +123,8 @@ def main() -> None:
         # weight gradients in the generator step), so it is credited with what it computes, not the seed's work
         flops = {"seed method": step_flops_per_image(seed.step, real),
                  "facegan default": step_flops_per_image(trainer.train_step, next(batches.epoch(0)))}
-        flops["notebook's step"] = step_flops_per_image(notebook_trainer.train_step,
-                                                        next(notebook_batches.epoch(0)))
+        flops["notebook's step"] = step_flops_per_image(lambda batch: notebook_update((batch, None)),
+                                                        next(iter(notebook_loader))[0])
         fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -154,8 +147,9 @@ def main() -> None:
     print(f"notebook/cli: {notebook_rate / facegan_rate:.2f}")
 
 
-def notebook_path(config: TrainConfig, images: torch.Tensor, device: torch.device):
-    """A Trainer running the notebook's own networks, optimizers and train_step at ``config``'s settings."""
+def notebook_path(config: TrainConfig, folder: str, device: torch.device):
+    """The notebook's own training path at ``config``'s settings: its DataLoader (get_dataloader) over the same
+    faces, its networks and optimizers, and an update that calls its train_step as its train() loop does."""
     from functools import partial
     notebook = notebook_definitions(os.path.join(os.path.dirname(__file__), "..", "dlnd_face_generation.ipynb"),
                                     config=config, device=device, lr=config.lr, beta1=config.beta1,
@@ -166,11 +160,15 @@ def notebook_path(config: TrainConfig, images: torch.Tensor, device: torch.devic
     D = D.to(device, memory_format=torch.channels_last)
     G = G.to(device, memory_format=torch.channels_last)
     d_optimizer, g_optimizer = notebook.build_optimizers(D, G)
-    trainer = Trainer(config, D=D, G=G, d_optimizer=d_optimizer, g_optimizer=g_optimizer, images=images,
-                      step=partial(notebook.train_step, D, G, d_optimizer, g_optimizer), progress=False, write=False)
-    batches = TensorBatches(images, config.batch_size, device=device, channels_last=config.channels_last,
-                            unit_range=True)
-    return trainer, batches
+    trainer = Trainer(config, D=D, G=G, d_optimizer=d_optimizer, g_optimizer=g_optimizer, progress=False,
+                      write=False)
+    loader = notebook.get_dataloader(config.batch_size, config.image_size, os.path.join(folder, "faces"))
+    step = partial(notebook.train_step, D, G, d_optimizer, g_optimizer)
+
+    def update(batch):
+        real = batch[0].to(device, memory_format=torch.channels_last)
+        return len(real), step(real, trainer.latents(len(real)))
+    return trainer, loader, update
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-import torch
 
 from .augment import parse_policy
 from .precision import PRECISIONS, resolve_precision
@@ -52,8 +51,10 @@ class TrainConfig:
     epochs: int = field(default=5, metadata=_opt("epochs to train (a resumed run continues up to this many)"))
     max_minutes: float | None = field(default=None, metadata=_opt(
         "stop cleanly after this many minutes, writing the checkpoint and samples"))
-    batch_size: int | None = field(default=None, metadata=_opt(
-        "images per step, per process with torchrun (default: 64 on the CPU, 256 on a GPU)"))
+    # 64 on every device: for these small networks the number of updates is what the faces improve with (in 5
+    # minutes on a 2-core CPU batch 64 reached FID 44 where batch 256 reached 72, docs/quality.md), and the same
+    # batch everywhere gives an epoch the same number of updates on a GPU as on a CPU
+    batch_size: int = field(default=64, metadata=_opt("images per step, per process with torchrun"))
     lr: float = field(default=4e-4, metadata=_opt("Adam learning rate of the generator (and of the "
                                                   "discriminator unless --d-lr is given)"))
     d_lr: float | None = field(default=None, metadata=_opt(
@@ -130,7 +131,8 @@ class TrainConfig:
         need(self.latent in LATENTS, f"unknown latent {self.latent!r}: use one of {LATENTS}")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}: use one of {PRECISIONS}")
         need(self.epochs >= 1, f"epochs must be at least 1 (got {self.epochs})")
-        need(self.batch_size is None or self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1,
+             f"batch size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"learning rate must be positive (got {self.lr})")
         need(self.d_lr is None or self.d_lr > 0, f"discriminator learning rate must be positive (got {self.d_lr})")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must lie in [0, 1)")
@@ -155,10 +157,9 @@ class TrainConfig:
         return self
 
     def resolved(self, device) -> "TrainConfig":
-        """This config as it runs on ``device``: the batch size and the arithmetic settled, so that config.json
-        and checkpoints record what was used. Training and the notebook both resolve through here."""
-        return dataclasses.replace(self, batch_size=self.batch_size or default_batch_size(device),
-                                   precision=resolve_precision(self.precision, device))
+        """This config as it runs on ``device``: the arithmetic settled ('auto' becomes bf16 or fp32), so that
+        config.json and checkpoints record what was used. Training and the notebook both resolve through here."""
+        return dataclasses.replace(self, precision=resolve_precision(self.precision, device))
 
     def thread_count(self) -> int | None:
         """The fixed CPU thread count asked for, or None for auto. (0, from checkpoints of older versions, meant
@@ -184,17 +185,6 @@ class TrainConfig:
         did not write gets the value that version used, so its runs resume with the arithmetic they had."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{**_BEFORE_THE_FIELD, **{k: v for k, v in values.items() if k in known}})
-
-
-def default_batch_size(device) -> int:
-    """The batch a run uses unless told otherwise.
-
-    On the CPU a step costs about in proportion to its batch, so smaller batches buy more updates per minute, and
-    for these small networks the number of updates is what the faces improve with: in 5 minutes on the 2-core
-    machine batch 64 reached FID 44 where batch 256 reached 72, though 256 trains 1.5x more images per second
-    (bench/quality.py --set batch_size=...). On a GPU a step of these networks at 256 costs little more than at
-    64, so the larger batch is the faster one there."""
-    return 64 if torch.device(device).type == "cpu" else 256
 
 
 # what versions before a field existed did in its place (they wrote no value for it)

@@ -42,9 +42,11 @@ class HealthMonitor:
 
     @classmethod
     def for_images(cls, images: torch.Tensor, seed: int) -> "HealthMonitor":
-        """A monitor measured on 256 of the training images (uint8, a fixed random choice by ``seed``)."""
+        """A monitor measured on up to 256 of the training images (uint8, or float in [0, 1] as a DataLoader gives
+        them; a fixed random choice by ``seed``)."""
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:256]
-        return cls(to_signed(images[pick.to(images.device)].cpu()))
+        chosen = images[pick.to(images.device)].cpu()
+        return cls(to_signed(chosen) if chosen.dtype == torch.uint8 else chosen.float() * 2 - 1)
 
     def steps(self, values: torch.Tensor) -> None:
         """``values``: (steps, 4) rows of d_loss, g_loss, D(x), D(G(z)) (the probabilities may be NaN: unknown)."""

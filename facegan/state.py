@@ -1,4 +1,4 @@
-"""Where a run is: the one object that says how far training has gone, saved and restored whole by checkpoints.
+"""Where a run is (``RunState``, saved and restored whole by checkpoints) and what it leaves (``RunResult``).
 
 Everything else a checkpoint holds (the networks, their optimisers, the moving average) is the run's material;
 ``RunState`` is its position: the epoch and the batch inside it, the step count, how many images and seconds it
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -58,3 +60,19 @@ class RunState:
 
 def noise_seed(seed: int, rank: int) -> int:
     return seed + 2 + 1000 * rank
+
+
+@dataclass
+class RunResult:
+    """What a run leaves in memory: per-step (d_loss, g_loss), one sample batch per finished epoch (CPU,
+    [-1, 1]), the trained networks, and why it stopped (``signal`` names the signal, e.g. "SIGINT", when one did)."""
+    losses: list = field(default_factory=list)
+    samples: list = field(default_factory=list)
+    D: nn.Module | None = None
+    G: nn.Module | None = None
+    out: Path | None = None
+    stopped: str = "finished"
+    images_per_second: float = 0.0
+    G_ema: nn.Module | None = None
+    threads: str = ""
+    signal: str | None = None

@@ -116,7 +116,12 @@ def adam_optimizers(D: torch.nn.Module, G: torch.nn.Module, config, device: torc
             torch.optim.Adam(G.parameters(), lr=config.lr, **adam))
 
 
-def run_progress(step: int, total_steps: int, elapsed: float, max_minutes: float | None) -> float:
-    """How far a run is, for the lr schedule: by its steps, or by its time budget when that is further on."""
-    progress = step / total_steps
-    return progress if max_minutes is None else max(progress, elapsed / (max_minutes * 60))
+def decay_learning_rates(optimizers: list[torch.optim.Optimizer], base: list[list[float]], config, step: int,
+                         total_steps: int, elapsed: float) -> None:
+    """``set_learning_rates`` for how far the run is: by its steps, or by its time budget (``config.max_minutes``)
+    when that is further on; nothing without ``config.lr_decay``."""
+    if config.lr_decay > 0:
+        progress = step / total_steps
+        if config.max_minutes is not None:
+            progress = max(progress, elapsed / (config.max_minutes * 60))
+        set_learning_rates(optimizers, base, progress, config.lr_decay)

@@ -1,23 +1,28 @@
 """Training: the loop that runs a step over the data, with everything around it.
 
-``Trainer`` builds (or takes) the networks and optimisers, and runs a step (``facegan.step``: the notebook's
-``train_step`` or the built-in ``DefaultStep``) over batches for ``epochs`` or ``max_minutes``, with the EMA,
-samples, health warnings, evaluation, signals and thread tuning around it. Its files live in a run directory
-(``facegan.rundir``), written atomically at the end of every epoch and whenever the run stops early. Shuffling
-depends only on the seed and the epoch, and the latent noise comes from a generator saved in the checkpoint, so a
-resumed run continues bit for bit where the first one stopped (on the CPU). Where the run is lives in one object,
-``Trainer.state`` (a ``RunState``); the side jobs (losses and health, signals, evaluation, threads, files) are
-small parts that the loop calls and that know only what they are handed.
+``Trainer`` builds (or takes) the networks, optimisers and the run's state (``Trainer.state``); ``Trainer.run`` is
+the loop, and the notebook's ``train()`` writes the same loop in sight over the learner's own DataLoader and step:
+
+    with trainer.session(len(batches)) as run:
+        while run.next_epoch():
+            for real in batches:
+                values = step(real, trainer.latents(len(real)))  # (d_loss, g_loss[, D(x), D(G(z))])
+                if run.step_done(len(real), values):
+                    break  # Ctrl-C, SIGTERM or the time budget
+            run.end_epoch()  # samples, losses.csv, the checkpoint, evaluation
+
+A ``Session`` holds the plumbing those calls do. Shuffling depends only on the seed and the epoch and the latents
+come from a generator saved in the checkpoint, so a resumed run goes on bit for bit where it stopped (on the CPU).
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import distributed
 from .batches import TensorBatches
@@ -34,36 +39,16 @@ from .monitor import LossLog, RunClock, StopSignals, explain_out_of_memory
 from .resume import restore, snapshot
 from .rundir import RunDir
 from .sampling import Sampler
-from .state import RunState
-from .step import DefaultStep, adam_optimizers, run_progress, set_learning_rates
+from .state import RunResult, RunState
+from .step import DefaultStep, adam_optimizers, decay_learning_rates
 from .threads import ThreadTuner
 
 
-@dataclass
-class RunResult:
-    """What a run leaves in memory: per-step (d_loss, g_loss), one sample batch per finished epoch (CPU,
-    [-1, 1]), the trained networks, and why it stopped (``signal`` names the signal, e.g. "SIGINT", when one did)."""
-    losses: list = field(default_factory=list)
-    samples: list = field(default_factory=list)
-    D: nn.Module | None = None
-    G: nn.Module | None = None
-    out: Path | None = None
-    stopped: str = "finished"
-    images_per_second: float = 0.0
-    G_ema: nn.Module | None = None
-    threads: str = ""
-    signal: str | None = None
-
-
 class Trainer:
-    """One training run. ``D``/``G`` and their optimisers default to the config's; pass your own to train them
-    (as the notebook does). ``images`` (uint8, N×3×S×S) skips loading ``config.data``.
-
-    ``step``, when given, replaces the built-in step (``default_step``, a ``DefaultStep``): ``step(real_images,
-    z) -> (d_loss, g_loss)`` (optionally followed by D(x) and D(G(z)), D's mean probabilities on the real and the
-    fake batch) gets a batch of real images in [0, 1] (as a DataLoader gives them: the step scales them itself)
-    and latents drawn from the run's own noise generator, and trains D and G once. Everything around it stays the
-    Trainer's: the batches, the EMA, samples, checkpoints, resume, the time budget."""
+    """One training run. ``D``/``G`` and their optimisers default to the config's; pass your own to train them.
+    ``images`` (uint8, N×3×S×S) skips loading ``config.data``. ``step(real_images, z) -> (d_loss, g_loss[, D(x),
+    D(G(z))])``, when given, replaces the built-in step (``default_step``) in ``run``: it gets real images in
+    [0, 1], as a DataLoader gives them (it scales them itself), and latents from the run's noise generator."""
 
     def __init__(self, config: TrainConfig, *, D=None, G=None, d_optimizer=None, g_optimizer=None,
                  images: torch.Tensor | None = None, step=None, progress: bool = True, write: bool = True):
@@ -102,11 +87,9 @@ class Trainer:
         self.files = RunDir(self.out)
         self.images, self.user_step = images, step
         self.default_step = DefaultStep(config, self.state.noise)
-        self.signals = StopSignals()  # Ctrl-C and SIGTERM while run() runs; request_stop() by hand
-        self.health: HealthMonitor | None = None  # made by run(), on the process that reports
+        self.signals = StopSignals()  # Ctrl-C and SIGTERM while a session runs; request_stop() by hand
         self.clock = time.perf_counter  # the time budget's clock (tests replace it)
 
-    # ---------------------------------------------------------------- checkpoints
     def checkpoint(self) -> dict:
         """Everything a checkpoint holds: both networks and optimisers, the average, the config, ``state``."""
         return snapshot(self.config, self.D, self.G, self.d_optimizer, self.g_optimizer, self.ema, self.state,
@@ -127,7 +110,6 @@ class Trainer:
         """Stop the run after the current step, as Ctrl-C does (it saves first)."""
         self.signals.name = reason
 
-    # ---------------------------------------------------------------- sampling
     def sample_model(self) -> nn.Module:
         """The generator to draw with: the moving average (its BatchNorm statistics re-measured) when enabled."""
         return self.sampler.model(self.G, self.ema)
@@ -136,124 +118,176 @@ class Trainer:
         """Generator output for ``z`` (default: the fixed latents) in eval mode, float on the CPU in [-1, 1]."""
         return self.sampler.draw(self.sample_model(), z)
 
-    # ---------------------------------------------------------------- the loop
-    def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One step (the user's ``step``, else ``default_step``) on a batch of real images, then the EMA update.
-        Returns four detached scalars: d_loss, g_loss, D(x) and D(G(z)) (the last two NaN when a user's step
-        returns only the losses). The batch is in [0, 1] for a user's step, [-1, 1] for the built-in one
-        (``TensorBatches`` gives each what it needs)."""
-        config, state = self.config, self.state
-        z = sample_latent(real.shape[0], config.z_size, config.latent, generator=state.noise, device=self.device)
+    def latents(self, n: int) -> torch.Tensor:
+        """``n`` latent vectors for the next update, from the run's own noise generator (saved in checkpoints)."""
+        config = self.config
+        return sample_latent(n, config.z_size, config.latent, generator=self.state.noise, device=self.device)
+
+    def train_step(self, real: torch.Tensor) -> tuple:
+        """One update (the user's ``step``, else ``default_step``) on a batch of real images and fresh latents:
+        in [0, 1] for a user's step, [-1, 1] for the built-in one (``TensorBatches`` gives each what it needs).
+        Returns what the step returns (d_loss, g_loss[, D(x), D(G(z))])."""
+        z = self.latents(real.shape[0])
         if self.user_step is not None:
-            values = list(self.user_step(real, z))
-        else:
-            values = list(self.default_step(self.D, self.G, self.d_optimizer, self.g_optimizer, real, z, state.step))
-            if values[1] is None:  # D trained alone: report G's loss of its last step
-                values[1] = state.last_g_loss
-            state.last_g_loss = values[1]
-        values += [float("nan")] * (4 - len(values))
-        if self.ema is not None:
-            self.ema.update(self.G, state.step)
-        return tuple(torch.as_tensor(v).detach().float().reshape(()).to(self.device) for v in values)
+            return self.user_step(real, z)
+        return self.default_step(self.D, self.G, self.d_optimizer, self.g_optimizer, real, z, self.state.step)
+
+    def session(self, steps_per_epoch: int, reference_images=None, on_epoch=None) -> "Session":
+        """The plumbing of one training loop over batches of ``steps_per_epoch``; ``reference_images`` (uint8, or
+        float in [0, 1]) are the real faces the health signals and evaluation compare the generator's with."""
+        return Session(self, steps_per_epoch, reference_images, on_epoch)
 
     def run(self, on_epoch=None) -> RunResult:
         """Train until ``config.epochs`` or ``config.max_minutes``; ``on_epoch(epoch, samples)`` is called after
         each epoch. SIGINT/SIGTERM stop the run after saving it; while it runs the run directory is locked."""
-        try:
-            if self.write:
-                self.files.prepare(self.config.to_dict())
-            return self._run(on_epoch)
-        finally:
-            self.files.unlock()
-
-    def _run(self, on_epoch) -> RunResult:
-        config, state, world = self.config, self.state, self.world
-        self.signals.name = None  # a Ctrl-C that stopped the last run() must not stop this one at its first step
+        config, world, state = self.config, self.world, self.state
         images = self.images if self.images is not None else load_run_images(config, world, self.progress)
         batches = TensorBatches(images, config.batch_size, seed=config.seed, device=self.device,
                                 channels_last=config.channels_last, shard=(world.rank, world.size),
                                 unit_range=self.user_step is not None, mirror=config.mirror)
-        steps_per_epoch = len(batches)
-        from tqdm.auto import tqdm
-        bar = tqdm(total=max((config.epochs - state.epoch) * steps_per_epoch - state.batch, 0), unit="step",
-                   disable=not self.progress, dynamic_ncols=True,
-                   desc="training" + (" (synthetic faces)" if config.data == "synthetic" else ""))
-        clock = RunClock(self.clock, state.elapsed, state.images_seen)
-        self.health = HealthMonitor.for_images(images, config.seed) if world.main else None
-        log = LossLog(config.batch_size, world.size, clock, bar, self.health)
-        evaluator = Evaluator(images, config, self.device, self.progress) if config.eval_every else None
-        result = RunResult(losses=log.losses, D=self.D, G=self.G, out=self.out if self.write else None,
-                           G_ema=self.ema.model if self.ema else None)
-        threads_before, tuner = torch.get_num_threads(), ThreadTuner.for_run(config, self.device, world)
-        try:
-            with self.signals, explain_out_of_memory(self.device, config, self.files):
-                while state.epoch < config.epochs and result.stopped == "finished":
-                    rows = []
-                    for real in batches.epoch(state.epoch, start=state.batch):
-                        if config.lr_decay > 0:
-                            progress = run_progress(state.step, config.epochs * steps_per_epoch, clock.elapsed(),
-                                                    config.max_minutes)
-                            set_learning_rates([self.d_optimizer, self.g_optimizer], self.base_lr, progress,
-                                               config.lr_decay)
-                        step_start = time.perf_counter()
-                        values = self.train_step(real)
-                        if tuner is not None:
-                            tuner.after_step(real.shape[0], time.perf_counter() - step_start)
-                        state.advance(real.shape[0] * world.size)
-                        flush = log.add(state.step, values) or state.batch == steps_per_epoch
-                        if flush:
-                            rows += log.flush(state.epoch, state.images_seen)
-                        # several processes decide together, at the same step, so none waits for the others forever
-                        if (flush or not world.distributed) and self._should_stop(clock, result):
-                            break
-                    rows += log.flush(state.epoch, state.images_seen)
-                    state.elapsed = clock.elapsed()
-                    self._end_epoch(rows, steps_per_epoch, evaluator, result, on_epoch)
-        finally:
-            bar.close()
-            result.threads = tuner.describe() if tuner else f"threads: {torch.get_num_threads()}"
-            torch.set_num_threads(threads_before)
-        if not distributed.replicas_identical(unwrap(self.G)):
-            raise TrainingError("the processes' generators differ after training: a DDP synchronisation problem; "
-                                "please report it with your torchrun command")
-        if self.write and result.losses:
-            self.files.plot_losses()
-        result.images_per_second = clock.images_per_second(state.images_seen)
-        return result
+        with self.session(len(batches), images, on_epoch) as run:
+            while run.next_epoch():
+                for real in batches.epoch(state.epoch, start=state.batch):
+                    values = self.train_step(real)
+                    if run.step_done(len(real), values):
+                        break
+                run.end_epoch()
+        return run.result
 
-    def _should_stop(self, clock: RunClock, result: RunResult) -> bool:
+
+class Session:
+    """One training loop's plumbing (``Trainer.session``): ``with`` it the run directory is locked and prepared,
+    Ctrl-C and SIGTERM stop cleanly and a progress bar runs; ``step_done`` and ``end_epoch`` do the rest."""
+
+    def __init__(self, trainer: Trainer, steps_per_epoch: int, reference_images=None, on_epoch=None):
+        self.trainer, self.steps_per_epoch, self.on_epoch = trainer, steps_per_epoch, on_epoch
+        t, config, state = trainer, trainer.config, trainer.state
+        self.result = RunResult(D=t.D, G=t.G, out=t.out if t.write else None, G_ema=t.ema.model if t.ema else None)
+        real = reference_images
+        self.health = HealthMonitor.for_images(real, config.seed) if real is not None and t.world.main else None
+        uint8 = real is not None and real.dtype == torch.uint8
+        self.evaluator = Evaluator(real, config, t.device, t.progress) if config.eval_every and uint8 else None
+        self.rows: list[dict] = []
+        self.clock = RunClock(t.clock, state.elapsed, state.images_seen)
+        self.tuner = ThreadTuner.for_run(config, t.device, t.world)
+        self.threads_before, self.step_start = torch.get_num_threads(), None
+
+    def __enter__(self) -> "Session":
+        t = self.trainer
+        t.signals.name = None  # a Ctrl-C that stopped the last run must not stop this one at its first step
+        try:
+            if t.write:
+                t.files.prepare(t.config.to_dict())
+        except BaseException:
+            t.files.unlock()
+            raise
+        config, state = t.config, t.state
+        self.bar = tqdm(total=max((config.epochs - state.epoch) * self.steps_per_epoch - state.batch, 0),
+                        unit="step", disable=not t.progress, dynamic_ncols=True,
+                        desc="training" + (" (synthetic faces)" if config.data == "synthetic" else ""))
+        self.log = LossLog(config.batch_size, t.world.size, self.clock, self.bar, self.health)
+        self.result.losses = self.log.losses
+        t.signals.__enter__()
+        self.memory = explain_out_of_memory(t.device, t.config, t.files)
+        self.memory.__enter__()
+        self.schedule()
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        t, result = self.trainer, self.result
+        try:
+            suppressed = self.memory.__exit__(kind, error, traceback)  # raises the one-line message instead
+        finally:
+            self.bar.close()
+            t.signals.__exit__()
+            result.threads = self.tuner.describe() if self.tuner else f"threads: {torch.get_num_threads()}"
+            torch.set_num_threads(self.threads_before)
+            t.files.unlock()
+        if kind is None:
+            if not distributed.replicas_identical(unwrap(t.G)):
+                raise TrainingError("the processes' generators differ after training: a DDP synchronisation "
+                                    "problem; please report it with your torchrun command")
+            if t.write and result.losses:
+                t.files.plot_losses()
+            result.images_per_second = self.clock.images_per_second(t.state.images_seen)
+        return bool(suppressed)
+
+    def next_epoch(self) -> bool:
+        """Whether to train another epoch: the run has epochs to go and nothing stopped it."""
+        self.rows = []
+        return self.trainer.state.epoch < self.trainer.config.epochs and self.result.stopped == "finished"
+
+    def step_done(self, images: int, values) -> bool:
+        """After an update on ``images`` images that returned ``values``, (d_loss, g_loss[, D(x), D(G(z))]): the
+        moving average, the position, the losses, the learning rates of the next update. True when the run must
+        stop now (Ctrl-C, SIGTERM, request_stop or the time budget), decided on every process alike."""
+        t, state = self.trainer, self.trainer.state
+        values = list(values) + [float("nan")] * (4 - len(values))
+        if values[1] is None:  # the built-in step trained D alone: report G's loss of its last step
+            values[1] = state.last_g_loss
+        elif t.user_step is None:
+            state.last_g_loss = values[1]
+        if t.ema is not None:
+            t.ema.update(t.G, state.step)
+        if self.tuner is not None and self.step_start is not None:
+            self.tuner.after_step(images, time.perf_counter() - self.step_start)
+        state.advance(images * t.world.size)
+        values = tuple(torch.as_tensor(v).detach().float().reshape(()).to(t.device) for v in values)
+        flush = self.log.add(state.step, values) or state.batch == self.steps_per_epoch
+        if flush:
+            self.rows += self.log.flush(state.epoch, state.images_seen)
+        # several processes decide together, at the same step, so none waits for the others forever
+        stop = (flush or not t.world.distributed) and self.should_stop()
+        if not stop and state.batch < self.steps_per_epoch:  # else end_epoch saves first, then schedules
+            self.schedule()
+        return stop
+
+    def schedule(self) -> None:
+        """With --lr-decay, the learning rates of the next update for how far the run is; then its clock starts."""
+        t = self.trainer
+        decay_learning_rates([t.d_optimizer, t.g_optimizer], t.base_lr, t.config, t.state.step,
+                             t.config.epochs * self.steps_per_epoch, self.clock.elapsed())
+        self.step_start = time.perf_counter()
+
+    def should_stop(self) -> bool:
         """Whether a signal, request_stop() or the time budget ends the run now (on every process alike)."""
-        config, signal = self.config, self.signals.name
-        over = config.max_minutes is not None and clock.elapsed() >= config.max_minutes * 60
-        if not distributed.any_true(over or signal is not None, self.device):
+        config, signal = self.trainer.config, self.trainer.signals.name
+        over = config.max_minutes is not None and self.clock.elapsed() >= config.max_minutes * 60
+        if not distributed.any_true(over or signal is not None, self.trainer.device):
             return False
-        result.signal = signal
-        result.stopped = f"stopped by {signal}" if signal else f"time budget of {config.max_minutes:g} minutes reached"
+        self.result.signal = signal
+        self.result.stopped = (f"stopped by {signal}" if signal else
+                               f"time budget of {config.max_minutes:g} minutes reached")
         return True
 
-    def _end_epoch(self, rows, steps_per_epoch, evaluator, result, on_epoch) -> None:
-        """After an epoch, or a stop inside one: samples, the losses and the checkpoint, evaluation, the hook."""
-        state = self.state
-        finished = state.batch >= steps_per_epoch
+    def end_epoch(self) -> torch.Tensor:
+        """After an epoch, or a stop inside one: the fixed latents' samples (returned), the losses and the
+        checkpoint, evaluation, ``on_epoch``."""
+        t, state = self.trainer, self.trainer.state
+        self.rows += self.log.flush(state.epoch, state.images_seen)
+        state.elapsed = self.clock.elapsed()
+        finished = state.batch >= self.steps_per_epoch
         if finished:
             state.epoch, state.batch = state.epoch + 1, 0
-        distributed.average_buffers(unwrap(self.D))
-        distributed.average_buffers(unwrap(self.G))
-        samples = self.sample()
+        distributed.average_buffers(unwrap(t.D))
+        distributed.average_buffers(unwrap(t.G))
+        samples = t.sample()
         if finished:
-            result.samples.append(samples)
+            self.result.samples.append(samples)
             if self.health is not None:
                 self.health.samples(samples)
-        if self.write:
-            self.files.still_there()
-            self.files.save_samples(samples, state.epoch if finished else state.epoch + 1)
-            self.files.append_losses(rows)
-            self.files.save_checkpoint(self.checkpoint())
-            if finished and evaluator is not None:
-                evaluator.after_epoch(self.sample_model, state, self.files, self.checkpoint)
-        if finished and on_epoch is not None:
-            on_epoch(state.epoch, samples)
+        if t.write:
+            t.files.still_there()
+            t.files.save_samples(samples, state.epoch if finished else state.epoch + 1)
+            t.files.append_losses(self.rows)
+            t.files.save_checkpoint(t.checkpoint())
+            if finished and self.evaluator is not None:
+                self.evaluator.after_epoch(t.sample_model, state, t.files, t.checkpoint)
+        if finished and self.on_epoch is not None:
+            self.on_epoch(state.epoch, samples)
         distributed.barrier()
+        self.schedule()
+        return samples
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, **kwargs) -> RunResult:

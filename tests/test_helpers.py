@@ -51,10 +51,29 @@ def test_pictures(tmp_path):
     plt.close("all")
 
 
-def test_estimate_epoch_seconds():
-    from facegan import TrainConfig
-    seconds = helpers.estimate_epoch_seconds(TrainConfig(batch_size=16, d_conv_dim=8, g_conv_dim=8), 1600)
-    assert 0 < seconds < 600
+def test_the_epoch_estimate_times_the_loader_and_step_that_will_train():
+    """The estimate runs the learner's own loader (its decoding and transforms) and step, and scales to the
+    loader's length: a loader twice as slow per batch gives about twice the estimate."""
+    import time
+
+    class Slow(torch.utils.data.Dataset):
+        def __init__(self, pause):
+            self.pause = pause
+
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            time.sleep(self.pause)
+            return torch.rand(3, 32, 32), 0
+    steps = []
+
+    def step(real, z):
+        steps.append((real.shape, z.shape, bool(real.is_contiguous(memory_format=torch.channels_last))))
+    fast, slow = (helpers.estimate_epoch_seconds(torch.utils.data.DataLoader(Slow(p), batch_size=4), step, 16, "cpu")
+                  for p in (0.002, 0.004))
+    assert steps[0] == (torch.Size([4, 3, 32, 32]), torch.Size([4, 16]), True) and len(steps) == 8
+    assert 10 * 4 * 0.002 <= fast < slow and 1.5 < slow / fast < 2.5  # 10 batches of 4 items
 
 
 def test_duration():

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -175,6 +177,68 @@ def test_solved_notebook_runs_and_its_checkpoint_works_with_the_cli(tmp_path, ru
     cli("train", "--out", str(run), "--resume", "--epochs", "2", "--quiet")
     assert [r["step"] for r in read_losses(run)] == list(range(1, 129))
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
+
+
+CLASSIC_LOADER = """
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+TRANSFORMED = [0]  # how many images the learner's own transform has seen
+
+
+def count(image):
+    TRANSFORMED[0] += 1
+    return image
+
+
+def get_dataloader(batch_size, image_size, data_dir="processed_celeba_small/"):
+    transform = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(), count])
+    return DataLoader(datasets.ImageFolder(data_dir, transform), batch_size=batch_size, shuffle=True)
+"""
+RECORD_TRAINING = """
+TRANSFORMED[0] = 0
+seen_by_the_step = []
+learners_step = train_step
+
+
+def train_step(D, G, d_optimizer, g_optimizer, real_images, z):
+    seen_by_the_step.append(real_images.detach().cpu().clone())
+    return learners_step(D, G, d_optimizer, g_optimizer, real_images, z)
+"""
+
+
+@pytest.mark.slow
+def test_the_learners_own_loader_and_transforms_feed_every_training_epoch(tmp_path):
+    """A get_dataloader written the classic way (ImageFolder, transforms.Compose with a transform of the learner's
+    own and a RandomHorizontalFlip) is what training iterates: the transform sees every image of every epoch, and
+    the step is shown mirrored faces. Each face is red on its left half and blue on its right, so a mirrored one
+    shows which way it came."""
+    from PIL import Image
+    folder = tmp_path / "faces" / "celeba"
+    folder.mkdir(parents=True)
+    half = np.zeros((40, 40, 3), np.uint8)
+    half[:, :20, 0], half[:, 20:, 2] = 255, 255
+    for i in range(40):
+        Image.fromarray(half).save(folder / f"{i:06d}.png")
+    nb = read()
+    loader_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "get_dataloader")
+    loader_cell.source = CLASSIC_LOADER
+    training = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "losses = train(D, G" in c.source)
+    nb.cells = nb.cells[:training] + [nbformat.v4.new_code_cell(RECORD_TRAINING), nb.cells[training],
+                                      nbformat.v4.new_code_cell(
+                                          "import torch\ntorch.save({'transformed': TRANSFORMED[0], 'batches': "
+                                          f"seen_by_the_step}}, {str(tmp_path / 'seen.pt')!r})")]
+    execute(nb, tmp_path, {"FACEGAN_DATA_DIR": str(tmp_path / "faces"), "FACEGAN_N_EPOCHS": "3",
+                           "FACEGAN_BATCH_SIZE": "8", "FACEGAN_FID_N": "0", "FACEGAN_OUT_DIR": str(tmp_path / "run"),
+                           "FACEGAN_CACHE": str(tmp_path / "cache")})
+    seen = torch.load(tmp_path / "seen.pt")
+    assert seen["transformed"] == 3 * 40  # every image of every epoch went through the learner's transform
+    images = torch.cat(seen["batches"])
+    assert images.shape == (3 * 40, 3, 32, 32)
+    red_on_the_left = images[:, 0, :, :16].mean((1, 2)) > images[:, 0, :, 16:].mean((1, 2))
+    assert 0.25 < red_on_the_left.float().mean() < 0.75  # about half mirrored, as RandomHorizontalFlip draws
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 3 * 5
 
 
 EDITS = [

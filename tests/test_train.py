@@ -184,10 +184,12 @@ def test_spectral_norm_hinge_loss_and_two_learning_rates_train_and_resume_exactl
     assert any(k.endswith("parametrizations.weight.original") for k in state["discriminator"])
 
 
-def test_default_batch_is_chosen_for_the_device_and_recorded(tmp_path):
-    from facegan.config import default_batch_size
-    assert default_batch_size(torch.device("cpu")) == 64 and default_batch_size(torch.device("cuda")) == 256
-    config = small(tmp_path, batch_size=None, synthetic_count=128, epochs=1)
+def test_the_default_batch_is_the_same_on_every_device_and_recorded(tmp_path):
+    """64 on the CPU and on a GPU alike: an epoch gives the same number of updates everywhere."""
+    assert TrainConfig().batch_size == 64
+    for device in ("cpu", "cuda", "mps"):
+        assert TrainConfig().resolved(torch.device(device)).batch_size == 64
+    config = small(tmp_path, batch_size=TrainConfig.batch_size, synthetic_count=128, epochs=1)
     result = train(config, progress=False)
     assert len(result.losses) == 128 // 64
     assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 64

@@ -142,8 +142,15 @@ def test_train_step(train_step, D, G, d_optimizer, g_optimizer, z_size: int, bat
                        g_optimizer, real, z,
                        todo="write train_step: a discriminator step on real and fake images, then a generator step, "
                             "returning (d_loss, g_loss)")
-    check(isinstance(out, (tuple, list)) and len(out) == 2, "(d_loss, g_loss)", f"{type(out).__name__}",
-          "return d_loss, g_loss")
+    check(isinstance(out, (tuple, list)) and len(out) in (2, 4), "(d_loss, g_loss), or (d_loss, g_loss, D(x), "
+          "D(G(z)))", f"{type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list)) else ""),
+          "return d_loss, g_loss (optionally followed by D's mean probabilities on the real and the fake batch)")
+    for name, value in zip(("D(x)", "D(G(z))"), out[2:]):
+        check((torch.is_tensor(value) and value.numel() == 1) or isinstance(value, (int, float)),
+              f"{name} a single number", f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}",
+              f"return {name} as the mean of torch.sigmoid(logits) over the batch")
+        check(0 <= as_float(value) <= 1, f"{name} a probability in [0, 1]", f"{as_float(value):.3f}",
+              "apply torch.sigmoid to D's logits before taking the mean")
     for name, value in zip(("d_loss", "g_loss"), out):
         check((torch.is_tensor(value) and value.numel() == 1) or isinstance(value, (int, float)),
               f"{name} a single number", f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}",
