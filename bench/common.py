@@ -166,6 +166,18 @@ def notebook_definitions(path: str | Path, **names) -> types.SimpleNamespace:
     return types.SimpleNamespace(**namespace)
 
 
+def host() -> dict:
+    """This machine as every result names it: the CPU model, the bf16 and AMX units that decide the arithmetic,
+    the cores and torch."""
+    import platform
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("model name")),
+                 platform.processor())
+    flags = set(next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), []))
+    return {"host": model, "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
+            "cores": os.cpu_count(), "torch": torch.__version__}
+
+
 class CpuWatch:
     """How much CPU the rest of the machine used while a measurement ran: the machine's busy time from /proc/stat
     minus this process's own. A benchmark prints it beside its numbers and flags a run that had company.

@@ -6,8 +6,8 @@ side by side with the default in alternating rounds on the same data and machine
 
 Prints images/s per round, the best round, the ratio to the default's best, the share of this machine's fastest
 matmul rate (bf16 where the CPU has bf16 units, fp32 where bf16 is emulated; measured in the same run) that the
-default's arithmetic per image reaches at that speed, and the median round with its ratio. A lever that is the default's own setting on this machine
-(bf16 or fp32, whichever ``--precision auto`` picked) is left out. Every round records the CPU other processes
+default's arithmetic per image reaches at that speed, and the median round with its ratio. A lever that is the
+default's own setting on this machine (bf16 or fp32, whichever ``--precision auto`` picked) is left out. Every round records the CPU other processes
 used; a round with company is marked and left out of the best.
 """
 from __future__ import annotations

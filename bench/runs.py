@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facegan.checkpoint import config_of, load_checkpoint, load_generator
 from facegan.config import TrainConfig
 from facegan.data import find_images, load_images
 from facegan.metrics import Statistics, frechet_distance, reference_statistics
@@ -158,3 +160,32 @@ def plot_curve(curves: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+class NotebookRun:
+    """dlnd_face_generation.ipynb as shipped, run headless by papermill on the training faces (its own DataLoader,
+    networks, train_step and loop, at its own parameters but for the seed, the threads and the epochs that make
+    the budget); what is scored is its checkpoint's generator, the moving average, as for facegan's own runs."""
+
+    NOTEBOOK = Path(__file__).resolve().parents[1] / "dlnd_face_generation.ipynb"
+
+    def __init__(self, folder: str, seed: int = 0, threads: int | None = None):
+        self.folder, self.seed, self.threads = folder, seed, threads
+        self.seen = self.steps = self.minutes = 0
+        self.config = self.G = None
+
+    def train_updates(self, updates: int) -> None:
+        import papermill
+        faces = len(find_images(self.folder).members)
+        out = Path(tempfile.mkdtemp(prefix="facegan-notebook-"))  # not inside the faces the notebook reads
+        parameters = dict(data_dir=self.folder, n_epochs=epochs_of(updates, faces, TrainConfig.batch_size),
+                          seed=self.seed, out_dir=str(out), fid_n=0, threads=str(self.threads or "auto"))
+        try:
+            papermill.execute_notebook(str(self.NOTEBOOK), str(out / "executed.ipynb"), parameters=parameters,
+                                       cwd=str(self.NOTEBOOK.parent), progress_bar=False, kernel_name="python3")
+            state = load_checkpoint(out / "checkpoint.pt")
+            self.G = load_generator(out / "checkpoint.pt")[0]
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        self.seen, self.steps, self.minutes = state["images_seen"], state["step"], state["elapsed_s"] / 60
+        self.config = config_of(state)

@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import statistics
 import types
 from pathlib import Path
 
@@ -35,62 +34,11 @@ import torch
 from facegan.config import TrainConfig
 from facegan.data import find_images
 from facegan.devices import pick_device
-from facegan.ema import EMA
 from facegan.metrics import evaluate
 
-from .common import FRAMINGS, CpuWatch
-from .runs import FaceganRun, SeedRun, epochs_of, parse_overrides, plot_curve, prepare, real_floors, remove_folders
-
-
-def parse_candidate(text: str) -> tuple[str, dict, list[tuple[float, float]]]:
-    """'lr4e-4 lr=4e-4 also_ema=0.9995 also_ema=0.9999:3' -> ('lr4e-4', {'lr': 0.0004}, [(0.9995, 10.0),
-    (0.9999, 3.0)]): an extra average is a decay, optionally with its warm-up W after a colon (default 10)."""
-    name, *settings = text.split()
-    also_ema = []
-    for item in settings:
-        if item.startswith("also_ema="):
-            decay, _, warmup = item.split("=", 1)[1].partition(":")
-            also_ema.append((float(decay), float(warmup or TrainConfig.ema_warmup)))
-            TrainConfig(ema=also_ema[-1][0], ema_warmup=also_ema[-1][1]).validate()
-    return name, parse_overrides([item for item in settings if not item.startswith("also_ema=")]), also_ema
-
-
-def keep_extra_emas(trainer, averages: list[tuple[float, float]]) -> list[EMA]:
-    """Moving averages of the trainer's generator at other (decay, warm-up)s, updated after every step like its own."""
-    emas = [EMA(trainer.G, decay, warmup) for decay, warmup in averages]
-    train_step = trainer.train_step
-
-    def step_and_average(real):
-        values = train_step(real)
-        for ema in emas:
-            ema.update(trainer.G, trainer.state.step)
-        return values
-    trainer.train_step = step_and_average
-    return emas
-
-
-def extra_average(name: str, settings: str, decay: float, warmup: float) -> tuple[str, str, tuple[float, float]]:
-    """The name and settings an extra average's results are logged under, e.g. 'lr4e-4+ema0.9999:3'."""
-    suffix = f"{decay:g}" + ("" if warmup == TrainConfig.ema_warmup else f":{warmup:g}")
-    overrides = f"ema={decay:g}" + ("" if warmup == TrainConfig.ema_warmup else f" ema_warmup={warmup:g}")
-    return f"{name}+ema{suffix}", f"{settings} {overrides}".replace("defaults ", ""), (decay, warmup)
-
-
-def worst(notes: list[str]) -> str:
-    """The CPU note of a run trained in stretches: contaminated if any stretch was."""
-    return next((n for n in notes if "CONTAMINATED" in n), notes[-1])
-
-
-def summarise(results: list[dict]) -> list[tuple[str, str, list[float], float, float]]:
-    """(candidate, settings, FIDs by seed, mean, spread) per candidate, best mean first, clean runs only. The
-    spread is half the range (max - min) / 2, which with two seeds is each run's distance from the mean."""
-    rows = {}
-    for r in results:
-        if r["clean"]:
-            rows.setdefault((r["candidate"], r["settings"]), []).append(r["fid"])
-    table = [(name, settings, fids, statistics.mean(fids), (max(fids) - min(fids)) / 2)
-             for (name, settings), fids in rows.items()]
-    return sorted(table, key=lambda row: row[3])
+from .candidates import extra_average, keep_extra_emas, parse_candidate, summarise, worst
+from .common import FRAMINGS, CpuWatch, host
+from .runs import FaceganRun, NotebookRun, SeedRun, epochs_of, plot_curve, prepare, real_floors, remove_folders
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-method", action="store_true",
                         help="also train the seed method with each seed: for --minutes, or with --updates for as "
                              "long as the first candidate's run of that seed and framing trained")
+    parser.add_argument("--notebook", action="store_true",
+                        help="with --updates: also run dlnd_face_generation.ipynb as shipped (papermill), each seed")
     parser.add_argument("--curve", nargs="+", default=[], metavar="NAME",
                         help="candidates (or 'seed method') also scored at 1, 2, 5 and 10 minutes, plotted to --plot")
     parser.add_argument("--curve-seed", type=int, nargs="+", default=[0],
@@ -128,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--curve scores runs at minutes of training: leave it out with --epochs or --updates")
     if args.epochs is not None and args.seed_method:
         parser.error("--seed-method needs --minutes or --updates")
+    if args.notebook and args.updates is None:
+        parser.error("--notebook needs --updates: the notebook trains whole epochs, a budget of updates")
     for flag, value in (("--epochs", args.epochs), ("--updates", min(args.updates or [1]))):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1 (got {value})")
@@ -142,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
             epochs_of(point, training_faces, config.resolved(pick_device(config.device)).batch_size)
     log = Path(args.log)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    runs = candidates + ([("seed method", None, [])] if args.seed_method else [])
+    runs = (candidates + ([("notebook", "as shipped", [])] if args.notebook else [])
+            + ([("seed method", None, [])] if args.seed_method else []))
     unknown = set(args.curve) - {name for name, _, _ in runs}
     if unknown:
         parser.error(f"--curve names no candidate: {', '.join(sorted(unknown))}")
@@ -173,10 +126,10 @@ def main(argv: list[str] | None = None) -> None:
                           latent=config.latent if config else "uniform", precision="auto")
         result = {"candidate": name, "settings": settings, "seed": seed, "framing": data.framing,
                   "minutes": args.minutes if minutes is None else minutes, "images_seen": run.seen,
-                  "steps": run.trainer.state.step if isinstance(run, FaceganRun) else None,
+                  "steps": run.trainer.state.step if isinstance(run, FaceganRun) else getattr(run, "steps", None),
                   "fid": round(scores.fid, 3), "kid": round(scores.kid, 6),
                   "cpu": note, "clean": (by_updates and config is not None) or "CONTAMINATED" not in note,
-                  "config": dataclasses.asdict(config) if config else None, **extra}
+                  "config": dataclasses.asdict(config) if config else None, **host(), **extra}
         if args.epochs is not None:
             result["epochs"] = args.epochs
         if args.updates is not None:
@@ -200,10 +153,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads is not None:  # cutting and scoring the faces too, not only training: one process per core
             torch.set_num_threads(args.threads)
         for framing in args.framing:
-            data = prepare(args.data, args.eval_n, seed_files=args.seed_method and not args.report, framing=framing)
+            data = prepare(args.data, args.eval_n, seed_files=(args.seed_method or args.notebook) and not args.report,
+                           framing=framing)
             floors[framing] = real_floors(data)
             for seed in [] if args.report else args.seeds:
                 for name, overrides, also_ema in runs:
+                    if overrides == "as shipped":  # the notebook, papermill, its own loader, step and loop
+                        if not logged(framing, name, overrides, seed):
+                            run = NotebookRun(data.training_folder, seed, args.threads)
+                            with CpuWatch() as watch:
+                                run.train_updates(args.updates)
+                            record(data, name, overrides, seed, run.G, run, watch.note(), run.config, run.minutes)
+                        continue
                     if overrides is None:  # the seed method
                         if logged(framing, name, "Udacity loop", seed):
                             continue

@@ -24,7 +24,13 @@ from facegan.config import TrainConfig
 from facegan.data import load_images
 from facegan.train import Trainer
 
-from .common import SeedMethod, notebook_definitions, seed_loader, train_until, udacity_style_folder
+from .common import (
+    SeedMethod,
+    notebook_definitions,
+    seed_loader,
+    train_until,
+    udacity_style_folder,
+)
 
 
 def matmul_rate(dtype: torch.dtype, sizes=(512, 1024, 2048, 4096), seconds: float = 1.0) -> float:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.screen import extra_average, keep_extra_emas, parse_candidate, summarise
-from facegan.train import Trainer
-
 from test_train import small
+
+from bench.candidates import extra_average, keep_extra_emas, parse_candidate, summarise
+from facegan.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,6 +103,7 @@ def test_the_lever_bench_prints_a_row_per_lever(capsys):
 def aligned_faces(folder, n: int = 48, width: int = 89, height: int = 109):
     """n generated faces saved as aligned CelebA's frames are: JPEG portraits of 178x218 scaled (89x109)."""
     from PIL import Image
+
     from facegan.synthetic import draw_faces
     folder.mkdir()
     for i, face in enumerate(draw_faces(n, 96, seed=0)):
