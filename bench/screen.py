@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="a budget of generator updates instead of --minutes (a whole number of epochs); with "
                              "several, each run is scored at each of them and the largest is its budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per candidate (default: 0 1)")
-    parser.add_argument("--candidate", action="append", required=True, metavar="'NAME FIELD=VALUE ...'",
+    parser.add_argument("--candidate", action="append", default=[], metavar="'NAME FIELD=VALUE ...'",
                         help="a candidate: its name, then TrainConfig overrides (repeatable)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per run (default: facegan's choice); not part of a candidate's settings")
@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--curve scores runs at minutes of training: leave it out with --epochs or --updates")
     if args.epochs is not None and args.seed_method:
         parser.error("--seed-method needs --minutes or --updates")
+    if not args.candidate and not args.notebook:
+        parser.error("give at least one --candidate (or --notebook)")
+    if args.seed_method and not args.candidate:
+        parser.error("--seed-method trains as long as the first --candidate: give one")
     if args.notebook and args.updates is None:
         parser.error("--notebook needs --updates: the notebook trains whole epochs, a budget of updates")
     for flag, value in (("--epochs", args.epochs), ("--updates", min(args.updates or [1]))):

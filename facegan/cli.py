@@ -1,4 +1,4 @@
-"""``facegan`` / ``python -m facegan``: train, sample and export from the command line.
+"""``facegan`` / ``python -m facegan``: train, sample, evaluate, explore and export from the command line.
 
 Train flags are generated from ``TrainConfig``'s fields, so the CLI, the notebook and checkpoints share one
 definition, and each flag's value is checked at parse time by ``TrainConfig.validate``'s own rule. Usage errors
@@ -104,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     nearest.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     nearest.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
+    directions = commands.add_parser(
+        "directions", help="faces moved along the generator's main directions of variation (GANSpace)",
+        description="Find the top K directions of the generator (principal components of its first layer's "
+                    "activations over many latents, mapped back to the latent space) and draw one face moved along "
+                    "each: a row per direction, STEPS columns from -REACH to +REACH spreads.")
+    directions.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt or a .safetensors export")
+    directions.add_argument("--out", required=True, help="the .png grid to write: a row per direction")
+    directions.add_argument("--k", type=_positive_int, default=5, help="directions (default: 5)")
+    directions.add_argument("--steps", type=_positive_int, default=7, help="faces per direction (default: 7)")
+    directions.add_argument("--reach", type=float, default=3.0, help="how far each way, in spreads (default: 3)")
+    directions.add_argument("--seed", type=int, default=0, help="seed of the latents and the face (default: 0)")
+    directions.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+
     export = commands.add_parser("export", help="export a checkpoint's generator to safetensors (no code inside)")
     export.add_argument("--checkpoint", required=True, help="a run's checkpoint.pt")
     export.add_argument("--out", required=True, help="where to write the .safetensors file")
@@ -171,94 +184,6 @@ def _run_training(config, args, world) -> str:
     return report + (f"\n{result.threads}" if trainer.device.type == "cpu" else "")
 
 
-def _sample(args) -> int:
-    import torch
-
-    from .checkpoint import load_generator
-    from .devices import pick_device
-    from .images import save_grid, save_png, to_uint8
-    from .models import sample_latent
-    from .precision import autocast
-    device = pick_device(args.device)
-    G, config = load_generator(args.checkpoint, device)
-    z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
-    with torch.no_grad(), autocast(device, config.precision):
-        images = torch.cat([G(chunk.to(device)).float().cpu() for chunk in z.split(256)])
-    out = Path(args.out)
-    if out.suffix.lower() == ".png":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_grid(images, out)
-        print(f"wrote a grid of {args.n} faces to {out}")
-    else:
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"--out '{out}' is a file: give a .png name for a grid, or a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(to_uint8(images)):
-            save_png(image, out / f"{i:05d}.png")
-        print(f"wrote {args.n} faces to {out}/")
-    return 0
-
-
-def _evaluate(args) -> int:
-    from .checkpoint import load_generator
-    from .data import find_images, load_images
-    from .devices import pick_device
-    from .metrics import evaluate
-    if args.n < 2:  # checked before any loading: FID needs two images to have a covariance
-        raise ValueError("--n must be at least 2 for FID")
-    device = pick_device(args.device)
-    G, config = load_generator(args.checkpoint, device)
-    real = load_images(args.data, config.image_size, progress=sys.stderr.isatty())
-    key = f"{find_images(args.data).fingerprint()}|seed={args.seed}"
-    scores = evaluate(G, real, key=key, z_size=config.z_size, latent=config.latent, n=args.n, seed=args.seed,
-                      device=device, precision=args.precision, progress=sys.stderr.isatty())
-    print(scores)
-    return 0
-
-
-def _nearest(args) -> int:
-    import torch
-
-    from .checkpoint import load_generator
-    from .data import find_images, load_images
-    from .devices import pick_device
-    from .images import quantize, save_grid
-    from .models import sample_latent
-    from .nearest import nearest_neighbours, neighbour_grid
-    from .precision import autocast
-    if not args.out.lower().endswith(".png"):
-        raise ValueError(f"--out '{args.out}' must be a .png file: the grid of faces and their neighbours")
-    device = pick_device(args.device)
-    G, config = load_generator(args.checkpoint, device)
-    training = load_images(args.data, config.image_size, progress=sys.stderr.isatty())
-    z = sample_latent(args.n, config.z_size, config.latent, generator=torch.Generator().manual_seed(args.seed))
-    with torch.no_grad(), autocast(device, config.precision):
-        generated = quantize(G(z.to(device)))
-    key = f"{find_images(args.data).fingerprint()}|{config.image_size}"
-    found = nearest_neighbours(generated, training, k=args.k, space=args.space, device=device, cache_key=key,
-                               progress=sys.stderr.isatty())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_grid(neighbour_grid(generated, training, found), args.out, nrow=found.index.shape[1] + 1)
-    print(f"wrote {args.out}: {args.n} generated faces (left) and their {found.index.shape[1]} nearest of "
-          f"{len(training)} training images; {found.summary()}")
-    return 0
-
-
-def _export(args) -> int:
-    from .checkpoint import export_generator
-    export_generator(args.checkpoint, args.out)
-    print(f"wrote the generator to {args.out}")
-    return 0
-
-
-def _exercise(args) -> int:
-    from .exercise import write_exercise
-    stubs = write_exercise(args.notebook, args.out)
-    print(f"wrote {args.out}: {stubs} answers replaced by stubs; run it top to bottom and each grader says what "
-          "to write next")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     from .errors import CheckpointError, DataError, MetricsUnavailable, TrainingError
     from .rundir import write_failure
@@ -269,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
                      "--recipe, or use a new --out")
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
-        commands = {"train": _train, "sample": _sample, "evaluate": _evaluate, "nearest": _nearest,
-                    "export": _export, "exercise": _exercise}
-        return commands[args.command](args)
+        from . import commands
+        handlers = {"train": _train, "sample": commands.sample, "evaluate": commands.evaluate,
+                    "nearest": commands.nearest, "directions": commands.directions, "export": commands.export,
+                    "exercise": commands.exercise}
+        return handlers[args.command](args)
     except (DataError, CheckpointError, TrainingError, MetricsUnavailable, ValueError, OSError) as e:
         failure = write_failure(e, getattr(args, "out", None) or e.filename or ".") if isinstance(e, OSError) else None
         if failure:  # every write is atomic: what was there before is as it was
