@@ -83,3 +83,21 @@ def draw(G: nn.Module, z: torch.Tensor) -> torch.Tensor:
         return G(z.to(next(G.parameters()).device)).float().cpu()
     finally:
         G.train(was_training)
+
+
+@torch.no_grad()
+def strength(G: nn.Module, directions: Directions, z_size: int, n: int = 256, reach: float = 2.0,
+             latent: str = "uniform", seed: int = 0) -> tuple[torch.Tensor, float]:
+    """How much each direction changes the faces: the mean absolute pixel difference between ``n`` faces moved
+    ``reach`` spreads one way and the other along it, and the same for random directions of the same length (the
+    mean over 16 of them). Returns (per direction, random)."""
+    g = torch.Generator().manual_seed(seed + 2)
+    z = sample_latent(n, z_size, latent, generator=g)
+
+    def change(vector: torch.Tensor) -> float:
+        return float((draw(G, z + vector) - draw(G, z - vector)).abs().mean())
+    length = reach * directions.spread
+    found = torch.tensor([change(length[i] * v) for i, v in enumerate(directions.vectors)])
+    randoms = torch.nn.functional.normalize(torch.randn(16, z_size, generator=g), dim=1)
+    random = sum(change(length.mean() * r) for r in randoms) / len(randoms)
+    return found, random

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from facegan.cli import main
-from facegan.directions import direction_grid, draw, find_directions
+from facegan.directions import direction_grid, draw, find_directions, strength
 from facegan.models import Generator
 
 
@@ -54,7 +54,8 @@ def test_the_cli_draws_the_grid(run_dir, tmp_path, capsys):
                  "--steps", "5"]) == 0
     with Image.open(out) as grid:
         assert grid.size == (5 * 32 + 6 * 2, 3 * 32 + 4 * 2)  # 5 columns, 3 rows, 2-pixel padding
-    assert "a row per direction" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "a row per direction" in printed and "against random directions of the same length" in printed
     assert main(["directions", "--checkpoint", str(run_dir / "checkpoint.pt"), "--out", str(tmp_path / "x.jpg")]) == 1
 
 
@@ -79,3 +80,11 @@ def test_the_sliders_redraw_the_faces_as_they_move():
     controls[0].value = 0.0
     assert picture.value == before  # back where it started: the same faces
     assert explore(G, 16, k=2, faces=3).vectors.shape == (2, 16)  # outside a notebook too (headless)
+
+
+def test_the_strength_of_a_top_direction_stands_out_from_random_ones():
+    G = known_generator()
+    found = find_directions(G, 16, k=3, n=2048)
+    per_direction, random = strength(G, found, 16, n=64)
+    assert per_direction.shape == (3,) and (per_direction > 0).all() and random > 0
+    assert per_direction[0] > 2 * random  # the axis stretched 10x, against random directions in 16 dimensions
