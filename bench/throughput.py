@@ -85,7 +85,8 @@ def main() -> None:
         seed = SeedMethod()
         loader = seed_loader(folder)
 
-        config = TrainConfig(data=os.path.join(folder, "faces"))
+        # every core, fixed: --threads auto would re-measure thread counts inside the timed rounds
+        config = TrainConfig(data=os.path.join(folder, "faces"), threads=str(torch.get_num_threads()))
         if args.batch_size:
             config.batch_size = args.batch_size
         start = time.perf_counter()

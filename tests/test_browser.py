@@ -100,7 +100,7 @@ def test_the_notebook_in_jupyterlab_in_a_browser(jupyterlab, tmp_path):
     cells = notebook["cells"]
     graded = sum("".join(c["source"]).count("tests.test_") for c in cells if c["cell_type"] == "code")
     training = next(i for i, c in enumerate(cells) if "losses = train(D, G" in "".join(c["source"]))
-    explorer = next((i for i, c in enumerate(cells) if "explore(" in "".join(c["source"])), None)  # DEV
+    explorer = next(i for i, c in enumerate(cells) if "explore(" in "".join(c["source"]))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -127,29 +127,32 @@ def test_the_notebook_in_jupyterlab_in_a_browser(jupyterlab, tmp_path):
         bars = page.locator(".jp-Notebook .jp-Cell").nth(training).locator(".widget-hprogress .progress-bar")
         assert bars.count() >= 1
         assert bars.last.evaluate("bar => bar.style.width") == "100%"
-        # the loss plot, the sample grid and the GIF are images on the page
-        images = page.locator(".jp-Notebook .jp-OutputArea-output img")
-        sources = [images.nth(i).get_attribute("src") or "" for i in range(images.count())]
-        assert sum(s.startswith("data:image/png") for s in sources) >= 3
-        assert any(s.startswith("data:image/gif") for s in sources)
+        # the loss plot, the sample grid and the GIF are images on the page, each in its cell
+        for marker, kind in (("helpers.plot_losses(losses)", "png"), ("view_samples(-1, samples)", "png"),
+                             ("animate_samples(", "gif")):
+            cell = next(i for i, c in enumerate(cells) if marker in "".join(c["source"]))
+            images = page.locator(".jp-Notebook .jp-Cell").nth(cell).locator(".jp-OutputArea-output img")
+            assert images.count() >= 1, marker
+            assert (images.first.get_attribute("src") or "").startswith(f"data:image/{kind}"), marker
 
         # the explorer: dragging a slider redraws the faces
-        if explorer is not None:  # DEV
-            out = page.locator(".jp-Notebook .jp-Cell").nth(explorer)
-            sliders = out.locator(".widget-slider .noUi-handle")
-            assert sliders.count() >= 3
-            picture = out.locator(".widget-image").last
-            before = picture.get_attribute("src")
-            sliders.first.focus()
-            for _ in range(6):
-                page.keyboard.press("ArrowRight")
-            page.wait_for_function("([el, before]) => el.getAttribute('src') !== before",
-                                   arg=[picture.element_handle(), before], timeout=30_000)
+        out = page.locator(".jp-Notebook .jp-Cell").nth(explorer)
+        sliders = out.locator(".widget-slider .noUi-handle")
+        assert sliders.count() >= 3
+        picture = out.locator(".widget-image").last
+        before = picture.get_attribute("src")
+        sliders.first.focus()
+        for _ in range(6):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function("([el, before]) => el.getAttribute('src') !== before",
+                               arg=[picture.element_handle(), before], timeout=30_000)
 
-        page.set_viewport_size({"width": 1400, "height": 1000})
-        page.screenshot(path=str(tmp_path / "jupyterlab.png"))
-        if ARTIFACTS:
-            shutil.copy(tmp_path / "jupyterlab.png", Path(ARTIFACTS) / "jupyterlab.png")
+        out.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "jupyterlab_explorer.png"))
+        page.locator(".jp-Notebook .jp-Cell").nth(training).scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "jupyterlab_training.png"))
+        for name in ("jupyterlab_explorer.png", "jupyterlab_training.png") if ARTIFACTS else ():
+            shutil.copy(tmp_path / name, Path(ARTIFACTS) / name)
 
         # a second training run, stopped with the toolbar's ■ after a few seconds
         page.locator(".jp-Notebook .jp-Cell").nth(training).locator(".jp-InputPrompt").click()

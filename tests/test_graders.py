@@ -306,7 +306,21 @@ def step_template(D, G, d_optimizer, g_optimizer, real_images, z):
     return d_loss, g_loss
 
 
-@pytest.mark.parametrize("step", [step_reference, step_template])
+def step_reporting_D(D, G, d_optimizer, g_optimizer, real_images, z):
+    """The notebook's solution: the two losses, then D(x) and D(G(z)), D's mean probabilities."""
+    real_logits, fake_logits = D(scale(real_images)), D(G(z).detach())
+    d_loss = real_loss(real_logits, smooth=True) + fake_loss(fake_logits)
+    d_optimizer.zero_grad()
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = real_loss(D(G(z)))
+    g_optimizer.zero_grad()
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss, g_loss, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
+
+
+@pytest.mark.parametrize("step", [step_reference, step_template, step_reporting_D])
 def test_correct_training_steps_pass_and_leave_the_networks_alone(capsys, step):
     D, G = build_network(8, 8, 16)
     d_optimizer, g_optimizer = optim.Adam(D.parameters(), 2e-4), optim.Adam(G.parameters(), 2e-4)
@@ -579,8 +593,17 @@ def test_broken_training_steps_are_caught():
         step_reference(D, G, d_optimizer, g_optimizer, real_images, z)
         return 1.0
 
+    def reports_logits(D, G, d_optimizer, g_optimizer, real_images, z):
+        d_loss, g_loss, _, _ = step_reporting_D(D, G, d_optimizer, g_optimizer, real_images, z)
+        return d_loss, g_loss, D(scale(real_images)).mean() - 5, D(G(z)).mean() - 5  # logits, not probabilities
+
+    def returns_three(D, G, d_optimizer, g_optimizer, real_images, z):
+        return step_reporting_D(D, G, d_optimizer, g_optimizer, real_images, z)[:3]
+
     def unwritten(D, G, d_optimizer, g_optimizer, real_images, z):
         raise NotImplementedError()
+    caught(graders.test_train_step, reports_logits, D, G, *optimizers, 16, says=["D(x) a probability", "sigmoid"])
+    caught(graders.test_train_step, returns_three, D, G, *optimizers, 16, says="(d_loss, g_loss, D(x), D(G(z)))")
     caught(graders.test_train_step, forgets_the_generator, D, G, *optimizers, 16,
            says=["change G", "g_optimizer.step()"])
     caught(graders.test_train_step, steps_the_wrong_optimizer, D, G, *optimizers, 16, says="change G")

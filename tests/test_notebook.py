@@ -407,3 +407,52 @@ def test_a_notebook_nbgrader_refuses_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: nbgrader refuses this notebook (") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def notebook_definitions(**names):
+    """The functions and classes the notebook's cells define (with their imports), nothing run."""
+    import ast
+    namespace = dict(names)
+    for cell in read().cells:
+        if cell.cell_type == "code":
+            keep = [node for node in ast.parse(cell.source).body
+                    if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+                    and not (isinstance(node, ast.ImportFrom) and node.module == "helpers")]
+            exec(compile(ast.Module(body=keep, type_ignores=[]), "notebook", "exec"), namespace)
+    return namespace
+
+
+def test_the_notebooks_train_step_is_the_cli_default_step():
+    """The notebook and `python -m facegan train` train one recipe: from the same networks, on the same batch and
+    latents, the notebook's train_step and facegan's default step compute the same losses and the same updated
+    weights (up to the order of float sums: the notebook runs D twice, the default once over both batches)."""
+    import contextlib
+    import io
+
+    from facegan.config import TrainConfig
+    from facegan.train import Trainer
+    config = TrainConfig(precision="fp32", threads="1", out="unused").resolved(torch.device("cpu"))
+    cli = Trainer(config, images=torch.zeros(64, 3, 32, 32, dtype=torch.uint8), progress=False, write=False)
+    nb = notebook_definitions(config=config, device=torch.device("cpu"), lr=config.lr, beta1=config.beta1,
+                              beta2=config.beta2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        D, G = nb["build_network"](config.d_conv_dim, config.g_conv_dim, config.z_size)
+    D.load_state_dict(cli.D.state_dict())
+    G.load_state_dict(cli.G.state_dict())
+    d_optimizer, g_optimizer = nb["build_optimizers"](D, G)
+    before_D, before_G = ({k: v.clone() for k, v in net.state_dict().items()} for net in (D, G))
+    real = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    z = torch.rand(64, config.z_size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for tolerance in (1e-4, 2e-3):  # float differences of the first step grow a little in the second
+        mine = nb["train_step"](D, G, d_optimizer, g_optimizer, real, z)
+        theirs = cli.default_step(cli.D, cli.G, cli.d_optimizer, cli.g_optimizer, real * 2 - 1, z, 0)
+        for a, b in zip(mine, theirs):
+            assert float(a) == pytest.approx(float(b), rel=tolerance, abs=1e-5)
+    # the same updates: Adam's first steps move each weight by about lr whatever its gradient's size, so a weight
+    # whose gradient is near 0 may move either way on float noise; compare each tensor's update as a whole
+    for net, other, start in ((D, cli.D, before_D), (G, cli.G, before_G)):
+        for (name, a), b in zip(net.state_dict().items(), other.state_dict().values()):
+            if a.is_floating_point() and not torch.equal(a, start[name]):
+                cosine = torch.nn.functional.cosine_similarity((a - start[name]).flatten(),
+                                                               (b - start[name]).flatten(), dim=0)
+                assert cosine > 0.95, (name, float(cosine))
