@@ -72,8 +72,8 @@ class Trainer:
             D_new, G_new = build_network(config.d_conv_dim, config.g_conv_dim, config.z_size, arch=config.arch,
                                          image_size=config.image_size, d_norm=config.d_norm)
             D, G = D if D is not None else D_new, G if G is not None else G_new
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.D, self.G = (distributed.wrap(net.to(self.device, memory_format=memory_format), self.device, config.sync_bn)
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.D, self.G = (distributed.wrap(net.to(self.device, memory_format=layout), self.device, config.sync_bn)
                           for net in (D, G))
         if d_optimizer is None or g_optimizer is None:
             d_default, g_default = adam_optimizers(self.D, self.G, config, self.device)
