@@ -225,8 +225,8 @@ class Session:
         values = list(values) + [float("nan")] * (4 - len(values))
         if values[1] is None:  # the built-in step trained D alone: report G's loss of its last step
             values[1] = state.last_g_loss
-        elif t.user_step is None:
-            state.last_g_loss = values[1]
+        elif t.user_step is None:  # kept without its graph: a learner's step may return the loss undetached
+            state.last_g_loss = torch.as_tensor(values[1]).detach()
         if t.ema is not None:
             t.ema.update(t.G, state.step)
         if self.tuner is not None and self.step_start is not None:

@@ -275,10 +275,10 @@ def test_correct_optimizers_pass(capsys, make):
     passes(capsys, graders.test_build_optimizers, make, D, G)
 
 
-def step_reference(D, G, d_optimizer, g_optimizer, real_images, z):
-    real_images = scale(real_images)
-    fake = G(z)
-    d_loss = real_loss(D(real_images), smooth=True) + fake_loss(D(fake.detach()))
+def reference_step(D, G, d_optimizer, g_optimizer, real_images, z):
+    """A correct step; returns the losses and D's logits on the real and the fake batch."""
+    real_logits, fake_logits = D(scale(real_images)), D(G(z).detach())
+    d_loss = real_loss(real_logits, smooth=True) + fake_loss(fake_logits)
     d_optimizer.zero_grad()
     d_loss.backward()
     d_optimizer.step()
@@ -286,6 +286,12 @@ def step_reference(D, G, d_optimizer, g_optimizer, real_images, z):
     g_optimizer.zero_grad()
     g_loss.backward()
     g_optimizer.step()
+    return d_loss, g_loss, real_logits, fake_logits
+
+
+def step_reference(D, G, d_optimizer, g_optimizer, real_images, z):
+    """The losses as Python numbers."""
+    d_loss, g_loss, _, _ = reference_step(D, G, d_optimizer, g_optimizer, real_images, z)
     return d_loss.item(), g_loss.item()
 
 
@@ -308,15 +314,7 @@ def step_template(D, G, d_optimizer, g_optimizer, real_images, z):
 
 def step_reporting_D(D, G, d_optimizer, g_optimizer, real_images, z):
     """The notebook's solution: the two losses, then D(x) and D(G(z)), D's mean probabilities."""
-    real_logits, fake_logits = D(scale(real_images)), D(G(z).detach())
-    d_loss = real_loss(real_logits, smooth=True) + fake_loss(fake_logits)
-    d_optimizer.zero_grad()
-    d_loss.backward()
-    d_optimizer.step()
-    g_loss = real_loss(D(G(z)))
-    g_optimizer.zero_grad()
-    g_loss.backward()
-    g_optimizer.step()
+    d_loss, g_loss, real_logits, fake_logits = reference_step(D, G, d_optimizer, g_optimizer, real_images, z)
     return d_loss, g_loss, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
 
 

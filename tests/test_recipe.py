@@ -196,9 +196,9 @@ def test_recipe_flags_keep_runs_repeatable_and_resume_exactly(tmp_path, options)
     # the same 3-epoch run (its learning-rate schedule knows the whole length) stopped early, as by Ctrl-C
     stopped = Trainer(small(tmp_path, "split", epochs=3, **options), progress=False)
     stopped.run(on_epoch=lambda epoch, samples: stopped.request_stop("SIGINT") if epoch == 2 else None)
-    assert 16 < stopped.step < 24
+    assert 16 < stopped.state.step < 24
     resumed = train(small(tmp_path, "split", epochs=3, **options), resume=True, progress=False)
-    assert resumed.losses == full.losses[stopped.step:]
+    assert resumed.losses == full.losses[stopped.state.step:]
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     for net in ("generator", "discriminator"):
         for k, v in a[net].items():
