@@ -40,8 +40,8 @@ class Discriminator(nn.Module):
 
     ``norm="spectral"`` swaps the seed's BatchNorm for spectral normalisation of every layer (Miyato et al. 2018):
     each layer's largest singular value is held at 1, which bounds how sharply the discriminator can change; the
-    convs then carry a bias, since no BatchNorm follows them. (In the 5-minute CPU budget of bench/quality.py it
-    learned far slower than BatchNorm, so it is an option, not the default.)"""
+    convs then carry a bias, since no BatchNorm follows them. (In the 5-minute CPU budget of a retired quality bench
+    it learned far slower than BatchNorm, so it is an option, not the default.)"""
 
     def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32, norm: str = "batch"):
         super().__init__()
