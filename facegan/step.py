@@ -1,9 +1,9 @@
 """The update rule: what one training step does to D and G.
 
-A step is any callable ``step(real_images, z) -> (d_loss, g_loss[, D(x), D(G(z))])`` that trains D and G once;
-``Trainer`` calls the notebook's ``train_step`` (as ``step(real_images, z)``) or the built-in ``DefaultStep``. This
-module holds the built-in one, with its options (one-pass discrimination, several D steps, DiffAugment, R1,
-hinge loss) and the learning-rate schedule.
+A step trains D and G once on a batch of real images and latents and returns (d_loss, g_loss[, D(x), D(G(z))]).
+The notebook's loop calls its own ``train_step``; ``Trainer.run`` calls a user's ``step(real_images, z)`` or the
+built-in ``DefaultStep``, which this module holds with its options (one-pass discrimination, several D steps,
+DiffAugment, R1, hinge loss), the Adam optimisers and the learning-rate schedule.
 """
 from __future__ import annotations
 

@@ -447,7 +447,7 @@ def test_the_notebooks_train_step_is_the_cli_default_step():
         mine = nb["train_step"](D, G, d_optimizer, g_optimizer, real, z)
         theirs = cli.default_step(cli.D, cli.G, cli.d_optimizer, cli.g_optimizer, real * 2 - 1, z, 0)
         for a, b in zip(mine, theirs):
-            assert float(a) == pytest.approx(float(b), rel=tolerance, abs=1e-5)
+            assert float(a.detach()) == pytest.approx(float(b.detach()), rel=tolerance, abs=1e-5)
     # the same updates: Adam's first steps move each weight by about lr whatever its gradient's size, so a weight
     # whose gradient is near 0 may move either way on float noise; compare each tensor's update as a whole
     for net, other, start in ((D, cli.D, before_D), (G, cli.G, before_G)):
