@@ -14,7 +14,7 @@ from collections import deque
 
 import torch
 
-from .batches import to_signed
+from .batches import scale, to_signed
 
 
 def diversity(images: torch.Tensor) -> float:
@@ -46,7 +46,7 @@ class HealthMonitor:
         them; a fixed random choice by ``seed``)."""
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:256]
         chosen = images[pick.to(images.device)].cpu()
-        return cls(to_signed(chosen) if chosen.dtype == torch.uint8 else chosen.float() * 2 - 1)
+        return cls(to_signed(chosen) if chosen.dtype == torch.uint8 else scale(chosen.float()))
 
     def steps(self, values: torch.Tensor) -> None:
         """``values``: (steps, 4) rows of d_loss, g_loss, D(x), D(G(z)) (the probabilities may be NaN: unknown)."""
