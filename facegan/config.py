@@ -46,6 +46,9 @@ class TrainConfig:
         choices=D_NORMS))
     latent: str = field(default="uniform", metadata=_opt("latent distribution: uniform in [-1, 1] or N(0, 1)",
                                                          choices=LATENTS))
+    d_mbstd: bool = field(default=False, metadata=_opt(
+        "give the discriminator's last layer the minibatch standard deviation of its features (ProGAN), so a batch "
+        "of look-alike fakes is told apart by its lack of variety"))
 
     # optimisation
     epochs: int = field(default=5, metadata=_opt("epochs to train (a resumed run continues up to this many)"))
@@ -80,6 +83,12 @@ class TrainConfig:
         "weight of the zero-centred gradient penalty on real images, gamma/2 * |grad D(x)|^2 (R1; 0 = off)"))
     r1_every: int = field(default=16, metadata=_opt(
         "apply the R1 penalty every this many discriminator steps, scaled up to match (lazy regularisation)"))
+    cr_weight: float = field(default=0.0, metadata=_opt(
+        "weight of balanced consistency regularisation (bCR): D's logits on each real and fake image and on its "
+        "flipped and shifted copy are pulled together by this times their squared difference (0 = off)"))
+    top_k: float = field(default=1.0, metadata=_opt(
+        "top-k generator updates: only the fakes D scores most real train G, a fraction that starts at 1, shrinks "
+        "by a factor 0.99 every 100 updates and stops at this (1 = every fake)"))
     seed: int = field(default=0, metadata=_opt("random seed: same seed, same run (on CPU, bit for bit)"))
 
     # speed switches (each can be turned off for the exact textbook method)
@@ -142,6 +151,8 @@ class TrainConfig:
         for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count", "d_steps", "r1_every"):
             need(getattr(self, name) >= 1, f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
         need(0 <= self.lr_decay <= 1, f"lr decay must lie in [0, 1] (got {self.lr_decay})")
+        need(self.cr_weight >= 0, f"cr weight must be 0 (off) or positive (got {self.cr_weight})")
+        need(0 < self.top_k <= 1, f"top k must lie in (0, 1]: the fraction of fakes that train G (got {self.top_k})")
         need(self.r1_gamma >= 0, f"r1 gamma must be 0 (off) or positive (got {self.r1_gamma})")
         try:
             parse_policy(self.augment)
@@ -202,5 +213,6 @@ RECIPES = {
     "wide": dict(mirror=True, d_conv_dim=48),
     "seed": dict(batch_size=32, precision="fp32", channels_last=False, reuse_fake=False, ema=0.0, lr=2e-4,
                  d_lr=None, beta1=0.5, beta2=0.999, loss="bce", real_label=0.9, latent="uniform", d_norm="batch",
-                 d_steps=1, lr_decay=0.0, augment="", mirror=False, r1_gamma=0.0),
+                 d_steps=1, lr_decay=0.0, augment="", mirror=False, r1_gamma=0.0, d_mbstd=False, cr_weight=0.0,
+                 top_k=1.0),
 }

@@ -41,13 +41,17 @@ class Discriminator(nn.Module):
     ``norm="spectral"`` swaps the seed's BatchNorm for spectral normalisation of every layer (Miyato et al. 2018):
     each layer's largest singular value is held at 1, which bounds how sharply the discriminator can change; the
     convs then carry a bias, since no BatchNorm follows them. (In the 5-minute CPU budget of a retired quality bench
-    it learned far slower than BatchNorm, so it is an option, not the default.)"""
+    it learned far slower than BatchNorm, so it is an option, not the default.)
 
-    def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32, norm: str = "batch"):
+    ``mbstd=True`` appends one feature map to the last conv's output, the minibatch standard deviation: how much the
+    features vary across each group of images (see ``minibatch_stddev``)."""
+
+    def __init__(self, conv_dim: int = 32, *, arch: str = "seed4", image_size: int = 32, norm: str = "batch",
+                 mbstd: bool = False):
         super().__init__()
         if norm not in D_NORMS:
             raise ValueError(f"unknown discriminator norm {norm!r}: use one of {D_NORMS}")
-        self.conv_dim, self.arch, self.image_size, self.norm = conv_dim, arch, image_size, norm
+        self.conv_dim, self.arch, self.image_size, self.norm, self.mbstd = conv_dim, arch, image_size, norm, mbstd
         spectral = norm == "spectral"
         wrap = nn.utils.parametrizations.spectral_norm if spectral else (lambda layer: layer)
         stages = _stages(arch, image_size)
@@ -59,7 +63,7 @@ class Discriminator(nn.Module):
             channels = out
         self.n_convs = stages
         self.bottleneck = (channels, image_size >> stages)
-        self.fc = wrap(nn.Linear(channels * self.bottleneck[1] ** 2, 1))
+        self.fc = wrap(nn.Linear((channels + mbstd) * self.bottleneck[1] ** 2, 1))
 
     def forward(self, x: torch.Tensor, parts: int = 1) -> torch.Tensor:
         """``parts`` > 1: ``x`` stacks that many equal batches (the D step's reals and fakes), each normalised by
@@ -71,7 +75,21 @@ class Discriminator(nn.Module):
             if norm:
                 x = torch.cat([norm[0](part) for part in x.chunk(parts)]) if parts > 1 else norm[0](x)
             x = F.leaky_relu(x, 0.2)
+        if self.mbstd:
+            x = torch.cat([minibatch_stddev(part) for part in x.chunk(parts)]) if parts > 1 else minibatch_stddev(x)
         return self.fc(x.flatten(1))
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """``x`` (N, C, H, W) with one more channel: the standard deviation of each feature across a group of ``group``
+    images, averaged over features and places, the same value all over each image of the group (Karras et al.
+    2018). Real faces vary within a group; a generator that has collapsed onto a few looks gives itself away,
+    and D can see it only through a feature that spans several images. Groups are images i, i + N/group, ...;
+    a batch that ``group`` does not divide is one group."""
+    n, c, h, w = x.shape
+    size = group if n % group == 0 else n
+    spread = x.float().reshape(size, -1, c, h, w).var(0, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
+    return torch.cat([x, spread.to(x.dtype).repeat(size)[:, None, None, None].expand(n, 1, h, w)], 1)
 
 
 class Generator(nn.Module):
@@ -114,9 +132,10 @@ def weights_init_normal(m: nn.Module) -> None:
 
 
 def build_network(d_conv_dim: int = 32, g_conv_dim: int = 32, z_size: int = 100, *, arch: str = "seed4",
-                  image_size: int = 32, d_norm: str = "batch") -> tuple[Discriminator, Generator]:
+                  image_size: int = 32, d_norm: str = "batch", d_mbstd: bool = False
+                  ) -> tuple[Discriminator, Generator]:
     """Both networks, initialised (the Udacity ``build_network``)."""
-    D = Discriminator(d_conv_dim, arch=arch, image_size=image_size, norm=d_norm)
+    D = Discriminator(d_conv_dim, arch=arch, image_size=image_size, norm=d_norm, mbstd=d_mbstd)
     G = Generator(z_size, g_conv_dim, arch=arch, image_size=image_size)
     D.apply(weights_init_normal)
     G.apply(weights_init_normal)

@@ -3,16 +3,18 @@
 A step trains D and G once on a batch of real images and latents and returns (d_loss, g_loss[, D(x), D(G(z))]).
 The notebook's loop calls its own ``train_step``; ``Trainer.run`` calls a user's ``step(real_images, z)`` or the
 built-in ``DefaultStep``, which this module holds with its options (one-pass discrimination, several D steps,
-DiffAugment, R1, hinge loss), the Adam optimisers and the learning-rate schedule.
+DiffAugment, R1, consistency regularisation, top-k, hinge loss), the Adam optimisers and the learning-rate schedule.
 """
 from __future__ import annotations
 
 import torch
 
-from .augment import augment, parse_policy
+from .augment import augment, parse_policy, translation
 from .distributed import unwrap
 from .models import Discriminator, discriminator_loss, generator_loss, sample_latent
 from .precision import autocast
+
+TOP_K_SHRINK = 0.99  # top-k's kept fraction is multiplied by this every 100 updates
 
 
 class DefaultStep:
@@ -42,8 +44,15 @@ class DefaultStep:
             else:  # these fakes only train D: no graph through G is needed
                 with torch.no_grad():
                     fake = unwrap(G)(z)
-            real_logits, fake_logits = self.discriminate(D, self.seen_by_D(real), self.seen_by_D(fake.detach()))
+            seen = [self.seen_by_D(real), self.seen_by_D(fake.detach())]
+            if config.cr_weight > 0:
+                seen += [self.consistency_view(images) for images in seen]
+            real_logits, fake_logits, *view_logits = self.discriminate(D, *seen)
             d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.real_label)
+            if config.cr_weight > 0:
+                d_loss = d_loss + config.cr_weight * sum(
+                    (logits.float() - view.float()).pow(2).mean()
+                    for logits, view in zip((real_logits, fake_logits), view_logits))
         if r1_turn:
             d_loss = d_loss + self.r1_penalty(real_logits, real)
         d_optimizer.zero_grad(set_to_none=True)
@@ -64,7 +73,7 @@ class DefaultStep:
             with autocast(device, config.precision):
                 if not config.reuse_fake:
                     fake = G(z)
-                g_loss = generator_loss(plain_D(self.seen_by_D(fake)), config.loss)
+                g_loss = generator_loss(self.best_scored(plain_D(self.seen_by_D(fake)), step), config.loss)
             g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:
@@ -72,20 +81,38 @@ class DefaultStep:
         g_optimizer.step()
         return d_loss.detach(), g_loss.detach(), d_real, d_fake
 
-    def discriminate(self, D, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits on the real and on the fake batch. With ``one_d_pass`` and facegan's BatchNorm discriminator
-        both go through in one pass (``parts=2``: each conv runs once over both, BatchNorm still normalises each
-        batch apart, so the logits are those of two passes); any other D gets two passes. (A spectrally normalised
-        D would advance its power iteration once instead of twice, so it keeps two passes too.)"""
+    def discriminate(self, D, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """D's logits on each batch (the reals, the fakes, and with ``cr_weight`` their copies). With
+        ``one_d_pass`` and facegan's BatchNorm discriminator all go through in one pass (``parts``: each conv runs
+        once over all, BatchNorm still normalises each batch apart, so the logits are those of separate passes); any
+        other D gets a pass each. (A spectrally normalised D would advance its power iteration once instead of once
+        a batch, so it keeps its passes too.)"""
         plain = unwrap(D)
         if (self.config.one_d_pass and isinstance(plain, Discriminator) and plain.norm == "batch"
-                and real.shape == fake.shape):
-            return D(torch.cat([real, fake]), parts=2).chunk(2)
-        return D(real), D(fake)
+                and len({batch.shape for batch in batches}) == 1):
+            return D(torch.cat(batches), parts=len(batches)).chunk(len(batches))
+        return tuple(D(batch) for batch in batches)
 
     def seen_by_D(self, images: torch.Tensor) -> torch.Tensor:
         """What D is shown of ``images``: themselves, or a DiffAugment view drawn from the run's noise."""
         return augment(images, self.augment_policy, self.noise) if self.augment_policy else images
+
+    def consistency_view(self, images: torch.Tensor) -> torch.Tensor:
+        """bCR's copy of ``images`` (Zhao et al. 2021): each flipped left to right at even odds and shifted by up to
+        an eighth of its side. D is asked to score it as it scores the original, so it must judge faces by what a
+        flip or a small shift leaves alone; unlike DiffAugment, G never sees these copies."""
+        flip = torch.rand(images.shape[0], generator=self.noise, device=images.device) < 0.5
+        return translation(torch.where(flip[:, None, None, None], images.flip(3), images), self.noise)
+
+    def best_scored(self, fake_logits: torch.Tensor, step: int) -> torch.Tensor:
+        """With ``top_k`` < 1, D's logits on only the fakes it scores most real (Sinha et al. 2020): the worst fakes'
+        gradients point G at whatever D finds easiest to fix, not at better faces. The fraction kept starts at 1
+        and shrinks by 0.99 every 100 updates (the paper's 0.99 an epoch, for epochs of ~100 updates) to
+        ``top_k``, so early on, when every fake is bad, all of them train G."""
+        if self.config.top_k >= 1:
+            return fake_logits
+        kept = max(self.config.top_k, TOP_K_SHRINK ** (step / 100))
+        return fake_logits.flatten().topk(max(1, round(kept * fake_logits.shape[0]))).values
 
     def r1_penalty(self, real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """gamma/2 * E|grad_x D(x)|^2 on the real batch, times r1_every since it is applied only that often (lazy

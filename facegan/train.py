@@ -70,7 +70,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         if D is None or G is None:
             D_new, G_new = build_network(config.d_conv_dim, config.g_conv_dim, config.z_size, arch=config.arch,
-                                         image_size=config.image_size, d_norm=config.d_norm)
+                                         image_size=config.image_size, d_norm=config.d_norm,
+                                         d_mbstd=config.d_mbstd)
             D, G = D if D is not None else D_new, G if G is not None else G_new
         layout = torch.channels_last if config.channels_last else torch.contiguous_format
         self.D, self.G = (distributed.wrap(net.to(self.device, memory_format=layout), self.device, config.sync_bn)
