@@ -1,8 +1,10 @@
-"""A screen's candidates: parsed from the command line, the extra moving averages scored beside a run's own, and
-the summary table (mean and spread by seed, clean runs only)."""
+"""A screen's candidates: parsed from the command line, the extra moving averages scored beside a run's own, the
+summary table (mean and spread by seed, clean runs only) and how well a shorter budget ranks them."""
 from __future__ import annotations
 
 import statistics
+
+from scipy.stats import kendalltau, spearmanr
 
 from facegan.config import TrainConfig
 from facegan.ema import EMA
@@ -59,3 +61,20 @@ def summarise(results: list[dict]) -> list[tuple[str, str, list[float], float, f
     table = [(name, settings, fids, statistics.mean(fids), (max(fids) - min(fids)) / 2)
              for (name, settings), fids in rows.items()]
     return sorted(table, key=lambda row: row[3])
+
+
+def rank_agreement(results: list[dict], early: int, late: int) -> tuple[int, float, float, int] | None:
+    """How well FID after ``early`` updates orders runs as FID after ``late`` does, over the clean runs (candidate,
+    seed) scored at both: (runs, Spearman's rho, Kendall's tau, the early rank of the run best at ``late``, 1 =
+    best), or None with fewer than three runs."""
+    runs = {}
+    for r in results:
+        if r["clean"] and r.get("updates") in (early, late):
+            runs.setdefault((r["candidate"], r["settings"], r["seed"]), {})[r["updates"]] = r["fid"]
+    both = [(fids[early], fids[late]) for fids in runs.values() if len(fids) == 2]
+    if len(both) < 3:
+        return None
+    early_fids, late_fids = zip(*both)
+    best = min(both, key=lambda pair: pair[1])
+    return (len(both), float(spearmanr(early_fids, late_fids).statistic),
+            float(kendalltau(early_fids, late_fids).statistic), sorted(early_fids).index(best[0]) + 1)

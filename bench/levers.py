@@ -3,6 +3,7 @@ side by side with the default in alternating rounds on the same data and machine
 
     python -m bench.levers --data ../shared/data/celeba_aligned_10k.zip [--seconds 10] [--rounds 4]
     python -m bench.levers --only default compile   # a subset, by the names in the first column
+    python -m bench.levers --only default --candidate "bcr cr_weight=10"   # a recipe candidate, as bench.screen's
 
 Prints images/s per round, the best round, the ratio to the default's best, the share of this machine's fastest
 matmul rate (bf16 where the CPU has bf16 units, fp32 where bf16 is emulated; measured in the same run) that the
@@ -24,6 +25,7 @@ from facegan.data import load_images
 from facegan.synthetic import draw_faces
 from facegan.train import Trainer
 
+from .candidates import parse_candidate
 from .common import CpuWatch, train_until
 from .throughput import matmul_rate, step_flops_per_image
 
@@ -65,8 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10, help="seconds per lever per round (default: 10)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (default: 4)")
     parser.add_argument("--only", nargs="+", choices=list(LEVERS), help="measure these (default is always in)")
+    parser.add_argument("--candidate", action="append", default=[], metavar="'NAME FIELD=VALUE ...'",
+                        help="also measure a candidate of bench.screen: its name, then TrainConfig overrides")
     args = parser.parse_args(argv)
-    names = ["default"] + [n for n in (args.only or LEVERS) if n != "default"]
+    candidates = {name: (" ".join(f"{k}={v}" for k, v in overrides.items()), overrides, None)
+                  for name, overrides, _ in map(parse_candidate, args.candidate)}
+    levers = {**LEVERS, **candidates}
+    names = ["default"] + [n for n in (args.only or LEVERS) if n != "default"] + list(candidates)
 
     if args.data:
         images = load_images(args.data, 32, progress=False)
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         images = torch.from_numpy(draw_faces(4096, 32, seed=0)).permute(0, 3, 1, 2).contiguous()
     runs = {}
     for name in list(names):
-        _, overrides, patch = LEVERS[name]
+        _, overrides, patch = levers[name]
         # a fixed thread count: auto would re-measure thread counts inside the rounds
         config = TrainConfig(data="synthetic", **{"threads": "2", **overrides})
         trainer = Trainer(config, images=images, progress=False, write=False)
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         best = max(clean, default=float("nan"))
         median = statistics.median(clean or [float("nan")])
         rounds = " ".join(f"{r:.0f}" + ("" if ok else "*") for r, ok in rates[name])
-        print(f"{name:<18}{LEVERS[name][0]:<62}{rounds:>30}{best:>7.0f}{best / best_default:>7.2f}"
+        print(f"{name:<18}{levers[name][0]:<62}{rounds:>30}{best:>7.0f}{best / best_default:>7.2f}"
               f"{best * flops / peak:>7.0%}{median:>8.0f}{median / median_default:>7.2f}")
     if any(not ok for r in rates.values() for _, ok in r):
         print("* another process used the CPU during this round: left out of the best")

@@ -36,7 +36,7 @@ from facegan.data import find_images
 from facegan.devices import pick_device
 from facegan.metrics import evaluate
 
-from .candidates import extra_average, keep_extra_emas, parse_candidate, summarise, worst
+from .candidates import extra_average, keep_extra_emas, parse_candidate, rank_agreement, summarise, worst
 from .common import FRAMINGS, CpuWatch, host
 from .runs import FaceganRun, NotebookRun, SeedRun, epochs_of, plot_curve, prepare, real_floors, remove_folders
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per run (default: facegan's choice); not part of a candidate's settings")
     parser.add_argument("--eval-n", type=int, default=2000, help="held-out real images and generated images")
-    parser.add_argument("--log", default="screen.jsonl", help="results, a JSON line per run (appended)")
+    parser.add_argument("--log", nargs="+", default=["screen.jsonl"],
+                        help="results, a JSON line per run, appended to the first file; all are read")
     parser.add_argument("--seed-method", action="store_true",
                         help="also train the seed method with each seed: for --minutes, or with --updates for as "
                              "long as the first candidate's run of that seed and framing trained")
@@ -96,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         config = TrainConfig(**overrides).validate()  # a typo fails now, not an hour in
         for point in [] if args.report else scored_updates:  # and so does a budget that is no whole number of epochs
             epochs_of(point, training_faces, config.resolved(pick_device(config.device)).batch_size)
-    log = Path(args.log)
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    log = Path(args.log[0])
+    done = [json.loads(line) for path in map(Path, args.log) if path.exists()
+            for line in path.read_text().splitlines()]
     runs = (candidates + ([("notebook", "as shipped", [])] if args.notebook else [])
             + ([("seed method", None, [])] if args.seed_method else []))
     unknown = set(args.curve) - {name for name, _, _ in runs}
@@ -229,6 +231,13 @@ def main(argv: list[str] | None = None) -> None:
         rows = [r for r in done if same_budget(r, point) and framing_of(r) == framing]
         for name, settings, fids, mean, spread in summarise(rows):
             print(f"{name:<28}{settings:<44}{' '.join(f'{f:.2f}' for f in fids):<22}{mean:>8.2f}{spread:>8.2f}")
+    for framing in args.framing if len(scored_updates) > 1 else []:
+        early, late = scored_updates[0], scored_updates[-1]
+        agreement = rank_agreement([r for r in done if framing_of(r) == framing], early, late)
+        if agreement:
+            n, rho, tau, rank = agreement
+            print(f"\n{framing}: FID at {early} updates against FID at {late}, {n} runs scored at both: Spearman "
+                  f"{rho:.2f}, Kendall {tau:.2f}; the best run at {late} ranked {rank} of {n} at {early}")
 
     def label(name):
         if name == "seed method":

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_train import small
 
-from bench.candidates import extra_average, keep_extra_emas, parse_candidate, summarise
+from bench.candidates import extra_average, keep_extra_emas, parse_candidate, rank_agreement, summarise
 from facegan.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +59,18 @@ def test_the_summary_ranks_clean_runs_by_mean_and_leaves_contaminated_ones_out()
     assert table[1][2:] == ([40.0, 44.0], 42.0, 2.0)
 
 
+def test_rank_agreement_compares_each_runs_fid_at_two_budgets():
+    def run(name, seed, updates, fid, clean=True):
+        return dict(candidate=name, settings=name, seed=seed, updates=updates, fid=fid, clean=clean)
+    same_order = [run("a", 0, 10, 50.0), run("a", 0, 20, 40.0), run("b", 0, 10, 55.0), run("b", 0, 20, 42.0),
+                  run("c", 0, 10, 60.0), run("c", 0, 20, 45.0), run("d", 0, 10, 58.0)]  # d: one budget, left out
+    assert rank_agreement(same_order, 10, 20) == (3, 1.0, 1.0, 1)
+    swapped = same_order[:6] + [run("a", 1, 10, 62.0), run("a", 1, 20, 39.0), run("b", 1, 10, 40.0, clean=False)]
+    n, rho, tau, rank = rank_agreement(swapped, 10, 20)
+    assert n == 4 and rank == 4 and rho == pytest.approx(-0.2) and tau == pytest.approx(0.0)
+    assert rank_agreement(same_order[:4], 10, 20) is None
+
+
 @pytest.mark.parametrize("text", ["typo lr=fast", "typo unknown_field=1", "bad also_ema=1.5",
                                   "bad also_ema=0.999:1", "bad also_ema=0.999:x"])
 def test_a_bad_candidate_fails_when_parsed(text):
@@ -90,13 +102,14 @@ def test_every_speed_lever_builds_a_trainer_that_trains(tmp_path):
 def test_the_lever_bench_prints_a_row_per_lever(capsys):
     """End to end on generated faces, a fraction of a second per round: the table comes out, default first."""
     from bench.levers import main
-    main(["--seconds", "0.2", "--rounds", "1", "--only", "default", "nchw", "unfused-adam"])
+    main(["--seconds", "0.2", "--rounds", "1", "--only", "default", "nchw", "unfused-adam",
+          "--candidate", "bcr cr_weight=10"])
     printed = capsys.readouterr().out
     lines = printed.splitlines()
     # the rows follow the header (a note about a round with CPU company may come after them)
     header = next(i for i, line in enumerate(lines) if line.startswith("lever "))
-    rows = [line.split()[0] for line in lines[header + 1:header + 4]]
-    assert rows == ["default", "nchw", "unfused-adam"], printed
+    rows = [line.split()[0] for line in lines[header + 1:header + 5]]
+    assert rows == ["default", "nchw", "unfused-adam", "bcr"], printed
     assert "MFLOP/image" in printed and "share = of" in printed
 
 
