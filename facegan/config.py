@@ -85,9 +85,9 @@ class TrainConfig:
         "apply the R1 penalty every this many discriminator steps, scaled up to match (lazy regularisation)"))
     cr_weight: float = field(default=0.0, metadata=_opt(
         "weight of balanced consistency regularisation (bCR): D's logits on each real and fake image and on its "
-        "flipped and shifted copy are pulled together by this times their squared difference (0 = off; the "
-        "paper's 10 made the seed D, whose logits are larger than a spectrally normalised D's, give up "
-        "discriminating: 0.1 trained, docs/quality.md)"))
+        "flipped and shifted copy are pulled together by this times their squared difference (0 = off; with the "
+        "seed discriminator the paper's 10 left the generator learning nothing and 0.1 trained well: "
+        "docs/quality.md)"))
     top_k: float = field(default=1.0, metadata=_opt(
         "top-k generator updates: only the fakes D scores most real train G, a fraction that starts at 1, shrinks "
         "by a factor 0.99 every 100 updates and stops at this (1 = every fake)"))
