@@ -25,6 +25,11 @@ def parse_candidate(text: str) -> tuple[str, dict, list[tuple[float, float]]]:
     return name, parse_overrides([item for item in settings if not item.startswith("also_ema=")]), also_ema
 
 
+def settings_of(overrides: dict) -> str:
+    """How a candidate's overrides are logged and shown: 'lr=0.0002 mirror=True', or 'defaults' for none."""
+    return " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
+
+
 def keep_extra_emas(trainer, averages: list[tuple[float, float]]) -> list[EMA]:
     """Moving averages of the trainer's generator at other (decay, warm-up)s, updated after every step like its own."""
     emas = [EMA(trainer.G, decay, warmup) for decay, warmup in averages]

@@ -25,7 +25,7 @@ from facegan.data import load_images
 from facegan.synthetic import draw_faces
 from facegan.train import Trainer
 
-from .candidates import parse_candidate
+from .candidates import parse_candidate, settings_of
 from .common import CpuWatch, train_until
 from .throughput import matmul_rate, step_flops_per_image
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--candidate", action="append", default=[], metavar="'NAME FIELD=VALUE ...'",
                         help="also measure a candidate of bench.screen: its name, then TrainConfig overrides")
     args = parser.parse_args(argv)
-    candidates = {name: (" ".join(f"{k}={v}" for k, v in overrides.items()), overrides, None)
+    candidates = {name: (settings_of(overrides), overrides, None)
                   for name, overrides, _ in map(parse_candidate, args.candidate)}
     levers = {**LEVERS, **candidates}
     names = ["default"] + [n for n in (args.only or LEVERS) if n != "default"] + list(candidates)

@@ -36,7 +36,8 @@ from facegan.data import find_images
 from facegan.devices import pick_device
 from facegan.metrics import evaluate
 
-from .candidates import extra_average, keep_extra_emas, parse_candidate, rank_agreement, summarise, worst
+from .candidates import (extra_average, keep_extra_emas, parse_candidate, rank_agreement, settings_of, summarise,
+                         worst)
 from .common import FRAMINGS, CpuWatch, host
 from .runs import FaceganRun, NotebookRun, SeedRun, epochs_of, plot_curve, prepare, real_floors, remove_folders
 
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                             note = worst(notes + ([matched["matched_cpu"]] if matched else []))
                             record(data, name, "Udacity loop", seed, run.G.eval(), run, note, minutes=m, **matched)
                         continue
-                    settings = " ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
+                    settings = settings_of(overrides)
                     extra = [extra_average(name, settings, decay, warmup) for decay, warmup in also_ema]
                     if logged(framing, name, settings, seed) and all(logged(framing, n, s, seed) for n, s, _ in extra):
                         continue

@@ -21,7 +21,8 @@ class DefaultStep:
     """facegan's fast DCGAN step: one discriminator step on real + fake, then (every ``d_steps``-th step) one
     generator step. Like the notebook's ``train_step`` it is handed what it works on at every call (the networks
     and their optimisers), so a network swapped in later (compiled, say) is the one trained; it keeps only its
-    settings and the run's noise generator, which draws fresh latents and DiffAugment's choices."""
+    settings and the run's noise generator, which draws fresh latents and the random choices of DiffAugment and
+    of bCR's copies."""
 
     def __init__(self, config, noise: torch.Generator):
         self.config, self.noise = config, noise
@@ -31,7 +32,8 @@ class DefaultStep:
                  step: int) -> tuple[torch.Tensor, ...]:
         """Train D once (and G on its turn) on ``real`` in [-1, 1] and latents ``z``; ``step`` counts the updates
         done before this one. With ``augment`` D sees every image through DiffAugment; with ``r1_gamma`` its loss
-        gets the R1 penalty every ``r1_every`` steps. Returns d_loss, g_loss (None on a step where G does not
+        gets the R1 penalty every ``r1_every`` steps, and with ``cr_weight`` the bCR penalty; with ``top_k`` < 1 only
+        the best-scored fakes train G. Returns d_loss, g_loss (None on a step where G does not
         train), D(x) and D(G(z)) (D's mean probabilities, from the D step)."""
         config, n, device = self.config, real.shape[0], real.device
         g_turn = step % config.d_steps == 0
