@@ -88,6 +88,9 @@ class TrainConfig:
         "flipped and shifted copy are pulled together by this times their squared difference (0 = off; with the "
         "seed discriminator the paper's 10 left the generator learning nothing and 0.1 trained well: "
         "docs/quality.md)"))
+    cr_every: int = field(default=1, metadata=_opt(
+        "apply the bCR penalty every this many discriminator steps, scaled up to match (lazy, as R1): only those "
+        "steps send the flipped and shifted copies through D, which is what bCR costs"))
     top_k: float = field(default=1.0, metadata=_opt(
         "top-k generator updates: only the fakes D scores most real train G, a fraction that starts at 1, shrinks "
         "by a factor 0.99 every 100 updates and stops at this (1 = every fake)"))
@@ -150,7 +153,8 @@ class TrainConfig:
         need(0 < self.real_label <= 1, f"real label must lie in (0, 1] (got {self.real_label})")
         need(self.max_minutes is None or self.max_minutes > 0,
              f"max minutes must be positive (got {self.max_minutes})")
-        for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count", "d_steps", "r1_every"):
+        for name in ("z_size", "d_conv_dim", "g_conv_dim", "n_samples", "synthetic_count", "d_steps", "r1_every",
+                     "cr_every"):
             need(getattr(self, name) >= 1, f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
         need(0 <= self.lr_decay <= 1, f"lr decay must lie in [0, 1] (got {self.lr_decay})")
         need(self.cr_weight >= 0, f"cr weight must be 0 (off) or positive (got {self.cr_weight})")

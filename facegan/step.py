@@ -32,12 +32,13 @@ class DefaultStep:
                  step: int) -> tuple[torch.Tensor, ...]:
         """Train D once (and G on its turn) on ``real`` in [-1, 1] and latents ``z``; ``step`` counts the updates
         done before this one. With ``augment`` D sees every image through DiffAugment; with ``r1_gamma`` its loss
-        gets the R1 penalty every ``r1_every`` steps, and with ``cr_weight`` the bCR penalty; with ``top_k`` < 1 only
+        gets the R1 penalty every ``r1_every`` steps, and with ``cr_weight`` the bCR penalty every ``cr_every``; with ``top_k`` < 1 only
         the best-scored fakes train G. Returns d_loss, g_loss (None on a step where G does not
         train), D(x) and D(G(z)) (D's mean probabilities, from the D step)."""
         config, n, device = self.config, real.shape[0], real.device
         g_turn = step % config.d_steps == 0
         r1_turn = config.r1_gamma > 0 and step % config.r1_every == 0
+        cr_turn = config.cr_weight > 0 and step % config.cr_every == 0
         if r1_turn:
             real = real.detach().requires_grad_(True)
         with autocast(device, config.precision):
@@ -47,12 +48,12 @@ class DefaultStep:
                 with torch.no_grad():
                     fake = unwrap(G)(z)
             seen = [self.seen_by_D(real), self.seen_by_D(fake.detach())]
-            if config.cr_weight > 0:
+            if cr_turn:
                 seen += [self.consistency_view(images) for images in seen]
             real_logits, fake_logits, *view_logits = self.discriminate(D, *seen)
             d_loss = discriminator_loss(real_logits, fake_logits, config.loss, config.real_label)
-            if config.cr_weight > 0:
-                d_loss = d_loss + config.cr_weight * sum(
+            if cr_turn:  # times cr_every, since it is applied only that often
+                d_loss = d_loss + config.cr_weight * config.cr_every * sum(
                     (logits.float() - view.float()).pow(2).mean()
                     for logits, view in zip((real_logits, fake_logits), view_logits))
         if r1_turn:

@@ -114,3 +114,33 @@ def test_the_new_options_train_resume_exactly_and_are_off_by_default(tmp_path):
     for field, value, message in (("cr_weight", -1.0, "cr weight"), ("top_k", 0.0, "top k"), ("top_k", 1.5, "top k")):
         with pytest.raises(ValueError, match=message):
             TrainConfig(**{field: value}).validate()
+
+
+def test_lazy_consistency_regularisation_runs_on_every_kth_step_at_k_times_the_weight(tmp_path):
+    """With cr_every 4 the D loss is the plain loss on steps 1-3 and BCE + 4 lambda gaps on step 4: the same
+    penalty per update on average, with D's extra passes over the copies a quarter as often."""
+    config = small(tmp_path, cr_weight=0.1, cr_every=4, precision="fp32", channels_last=False).resolved(
+        torch.device("cpu"))
+    trainer = Trainer(config, write=False, progress=False)
+    real = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    z = torch.rand(32, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+
+    def d_loss_and_expected(step_index):
+        D, G = copy.deepcopy(trainer.D), copy.deepcopy(trainer.G)
+        noise = torch.Generator().manual_seed(3)
+        views = DefaultStep(config, copy.deepcopy(noise))
+        with torch.no_grad():
+            fake = G(z)
+            logits = [D(images) for images in (real, fake, views.consistency_view(real), views.consistency_view(fake))]
+        plain = discriminator_loss(logits[0], logits[1], "bce", config.real_label)
+        gaps = sum((a - b).pow(2).mean() for a, b in zip(logits[:2], logits[2:]))
+        d_loss, *_ = DefaultStep(config, noise)(trainer.D, trainer.G, trainer.d_optimizer, trainer.g_optimizer,
+                                                real, z, step_index)
+        return d_loss.item(), plain.item(), (plain + 0.1 * 4 * gaps).item()
+
+    d_loss, plain, _ = d_loss_and_expected(1)
+    assert d_loss == pytest.approx(plain, rel=1e-5)
+    d_loss, plain, with_penalty = d_loss_and_expected(4)
+    assert d_loss == pytest.approx(with_penalty, rel=1e-5) and abs(with_penalty - plain) > 1e-4
+    with pytest.raises(ValueError, match="cr every"):
+        TrainConfig(cr_every=0).validate()
