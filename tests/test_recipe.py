@@ -265,3 +265,19 @@ def test_the_wide_recipe_is_the_defaults_with_mirrored_faces_and_a_wider_discrim
     assert main(["train", *TINY, "--recipe", "wide", "--epochs", "1", "--out", str(out)]) == 0
     stored = json.loads((out / "config.json").read_text())
     assert stored["mirror"] is True and stored["d_conv_dim"] == int(TINY[TINY.index("--d-conv-dim") + 1])
+
+
+def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consistency_regularisation(tmp_path):
+    import dataclasses
+    import json
+
+    from conftest import TINY
+    from facegan.cli import main
+    recipe, wide = TrainConfig.recipe("wide-r1-cr"), TrainConfig.recipe("wide")
+    changed = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)
+               if getattr(recipe, f.name) != getattr(wide, f.name)}
+    assert changed == {"r1_gamma": 0.05, "cr_weight": 0.1, "cr_every": 4}
+    out = tmp_path / "wide-r1-cr"
+    assert main(["train", *TINY, "--recipe", "wide-r1-cr", "--epochs", "1", "--out", str(out)]) == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert {name: stored[name] for name in changed} == changed and stored["mirror"] is True
