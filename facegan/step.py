@@ -32,9 +32,9 @@ class DefaultStep:
                  step: int) -> tuple[torch.Tensor, ...]:
         """Train D once (and G on its turn) on ``real`` in [-1, 1] and latents ``z``; ``step`` counts the updates
         done before this one. With ``augment`` D sees every image through DiffAugment; with ``r1_gamma`` its loss
-        gets the R1 penalty every ``r1_every`` steps, and with ``cr_weight`` the bCR penalty every ``cr_every``; with ``top_k`` < 1 only
-        the best-scored fakes train G. Returns d_loss, g_loss (None on a step where G does not
-        train), D(x) and D(G(z)) (D's mean probabilities, from the D step)."""
+        gets the R1 penalty every ``r1_every`` steps, and with ``cr_weight`` the bCR penalty every ``cr_every``
+        steps; with ``top_k`` < 1 only the best-scored fakes train G. Returns d_loss, g_loss (None on a step where
+        G does not train), D(x) and D(G(z)) (D's mean probabilities, from the D step)."""
         config, n, device = self.config, real.shape[0], real.device
         g_turn = step % config.d_steps == 0
         r1_turn = config.r1_gamma > 0 and step % config.r1_every == 0

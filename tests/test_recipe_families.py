@@ -127,8 +127,8 @@ def test_top_k_generator_updates_send_no_gradient_to_the_fakes_left_out(tmp_path
 
 def test_the_new_options_train_resume_exactly_and_are_off_by_default(tmp_path):
     defaults = TrainConfig()
-    assert (defaults.d_mbstd, defaults.cr_weight, defaults.top_k) == (False, 0.0, 1.0)
-    options = dict(d_mbstd=True, cr_weight=10.0, top_k=0.5)
+    assert (defaults.d_mbstd, defaults.cr_weight, defaults.cr_every, defaults.top_k) == (False, 0.0, 1, 1.0)
+    options = dict(d_mbstd=True, cr_weight=10.0, cr_every=2, top_k=0.5)
     full = train(small(tmp_path, "full", epochs=3, **options), progress=False)
     train(small(tmp_path, "split", epochs=2, **options), progress=False)
     resumed = train(small(tmp_path, "split", epochs=3, **options), resume=True, progress=False)
@@ -136,4 +136,3 @@ def test_the_new_options_train_resume_exactly_and_are_off_by_default(tmp_path):
     for field, value, message in (("cr_weight", -1.0, "cr weight"), ("top_k", 0.0, "top k"), ("top_k", 1.5, "top k")):
         with pytest.raises(ValueError, match=message):
             TrainConfig(**{field: value}).validate()
-
