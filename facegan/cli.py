@@ -55,6 +55,27 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)
 
 
+# what each named recipe is for; the flags of the short ones are written out from RECIPES, so the help cannot
+# drift from them (seed sets every quality option explicitly, too many to list usefully)
+_RECIPE_PURPOSE = {
+    "facegan": "the defaults",
+    "wide": "better faces per update at 1.6x the compute per update",
+    "wide-r1-cr": "the best measured, at 1.9x",
+    "seed": "the Udacity seed notebook's plain method: batch 32, fp32, no EMA, none of the quality options",
+}
+
+
+def _recipes_help() -> str:
+    def as_flags(settings: dict) -> str:
+        return " ".join(f"--{name}".replace("_", "-") + ("" if value is True else f" {value}")
+                        for name, value in settings.items())
+    described = []
+    for name, settings in RECIPES.items():
+        flags = f": {as_flags(settings)}" if settings and name != "seed" else ""
+        described.append(f"{name} ({_RECIPE_PURPOSE[name]}{flags})")
+    return "; ".join(described)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegan", description="Train a DCGAN on faces and draw new ones.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -63,12 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a DCGAN. Every flag maps to a field of facegan.TrainConfig.")
     _add_config_flags(train)
     train.add_argument("--recipe", choices=tuple(RECIPES), default=None,
-                       help="start from a named recipe, then apply the other flags: facegan (the defaults), wide "
-                            "(--mirror --d-conv-dim 48: better faces per update at 1.6x the compute per update), "
-                            "wide-r1-cr (wide with --r1-gamma 0.05 --cr-weight 0.1 --cr-every 4: the best measured, "
-                            "at 1.92x) or "
-                            "seed (the Udacity seed notebook's plain method: batch 32, fp32, no EMA, none of the "
-                            "quality options)")
+                       help="start from a named recipe, then apply the other flags: " + _recipes_help())
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint.pt (up to --epochs in all)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

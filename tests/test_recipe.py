@@ -281,3 +281,15 @@ def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consiste
     assert main(["train", *TINY, "--recipe", "wide-r1-cr", "--epochs", "1", "--out", str(out)]) == 0
     stored = json.loads((out / "config.json").read_text())
     assert {name: stored[name] for name in changed} == changed and stored["mirror"] is True
+
+
+def test_the_recipe_help_spells_out_each_short_recipes_flags_from_the_recipes_themselves(capsys):
+    from facegan.cli import build_parser
+    from facegan.config import RECIPES
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    printed = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # argparse wraps lines at hyphens
+    assert "wide (better faces per update at 1.6x the compute per update: --mirror --d-conv-dim 48)" in printed
+    assert ("--mirror --d-conv-dim 48 --r1-gamma 0.05 --cr-weight 0.1 --cr-every 4)" in printed
+            and RECIPES["wide-r1-cr"]["cr_every"] == 4)
+    assert all(f"{name} (" in printed for name in RECIPES)

@@ -62,13 +62,19 @@ def bce_and_logit_gaps(trainer, real, z, noise):
     return discriminator_loss(logits[0], logits[1], "bce", trainer.config.real_label).item(), gaps.item()
 
 
+def fixed_batch():
+    """32 real images and latents in [-1, 1], the same on every call."""
+    real = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    z = torch.rand(32, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    return real, z
+
+
 def test_consistency_regularisation_adds_lambda_times_the_squared_logit_gaps(tmp_path):
     """d_loss = BCE + lambda (|D(x) - D(T x)|^2 + |D(G z) - D(T G z)|^2), T a flip at even odds and a shift of up to
     4 pixels, drawn from the run's noise."""
     config = small(tmp_path, cr_weight=10.0, precision="fp32", channels_last=False).resolved(torch.device("cpu"))
     trainer = Trainer(config, write=False, progress=False)
-    real = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    z = torch.rand(32, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    real, z = fixed_batch()
     noise = torch.Generator().manual_seed(3)
     bce, gaps = bce_and_logit_gaps(trainer, real, z, noise)
     d_loss, *_ = DefaultStep(config, noise)(trainer.D, trainer.G, trainer.d_optimizer, trainer.g_optimizer, real, z, 0)
@@ -81,8 +87,7 @@ def test_lazy_consistency_regularisation_runs_on_every_kth_step_at_k_times_the_w
     config = small(tmp_path, cr_weight=0.1, cr_every=4, precision="fp32", channels_last=False).resolved(
         torch.device("cpu"))
     trainer = Trainer(config, write=False, progress=False)
-    real = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    z = torch.rand(32, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    real, z = fixed_batch()
     for step_index, weight in ((1, 0.0), (4, 0.1 * 4)):
         noise = torch.Generator().manual_seed(3)
         bce, gaps = bce_and_logit_gaps(trainer, real, z, noise)
