@@ -38,10 +38,15 @@ def _checked(name: str, base: type):
     return convert
 
 
+def _flag(field_name: str) -> str:
+    """The command-line flag of a TrainConfig field: d_conv_dim -> --d-conv-dim."""
+    return "--" + field_name.replace("_", "-")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag = _flag(f.name)
         kind = hints[f.name]
         extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
         help_text = f"{f.metadata['help']} (default: {f.default})"
@@ -67,7 +72,7 @@ _RECIPE_PURPOSE = {
 
 def _recipes_help() -> str:
     def as_flags(settings: dict) -> str:
-        return " ".join(f"--{name}".replace("_", "-") + ("" if value is True else f" {value}")
+        return " ".join(_flag(name) + ("" if value is True else f" {value}")
                         for name, value in settings.items())
     described = []
     for name, settings in RECIPES.items():
