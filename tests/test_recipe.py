@@ -276,7 +276,7 @@ def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consiste
     recipe, wide = TrainConfig.recipe("wide-r1-cr"), TrainConfig.recipe("wide")
     changed = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)
                if getattr(recipe, f.name) != getattr(wide, f.name)}
-    assert changed == {"r1_gamma": 0.05, "cr_weight": 0.1, "cr_every": 4}
+    assert changed == {"r1_gamma": 0.02, "cr_weight": 0.1, "cr_every": 4}
     out = tmp_path / "wide-r1-cr"
     assert main(["train", *TINY, "--recipe", "wide-r1-cr", "--epochs", "1", "--out", str(out)]) == 0
     stored = json.loads((out / "config.json").read_text())
@@ -290,6 +290,6 @@ def test_the_recipe_help_spells_out_each_short_recipes_flags_from_the_recipes_th
         build_parser().parse_args(["train", "--help"])
     printed = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # argparse wraps lines at hyphens
     assert "wide (better faces per update at 1.6x the compute per update: --mirror --d-conv-dim 48)" in printed
-    assert ("--mirror --d-conv-dim 48 --r1-gamma 0.05 --cr-weight 0.1 --cr-every 4)" in printed
+    assert ("--mirror --d-conv-dim 48 --r1-gamma 0.02 --cr-weight 0.1 --cr-every 4)" in printed
             and RECIPES["wide-r1-cr"]["cr_every"] == 4)
     assert all(f"{name} (" in printed for name in RECIPES)
