@@ -122,20 +122,39 @@ class FaceganRun:
 
     def __init__(self, images: torch.Tensor, config: TrainConfig):
         self.trainer = Trainer(config, images=images, progress=False, write=False)
-        self.images = images
+        self.images, self.lr_decay = images, config.lr_decay
 
-    def train_until(self, seconds: float) -> None:
-        self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60)
+    def train_until(self, seconds: float, whole: float | None = None) -> None:
+        """Train up to ``seconds`` of training in all: a stretch of a run of ``whole`` seconds (default: this)."""
+        self.trainer.config = dataclasses.replace(self.trainer.config, max_minutes=seconds / 60,
+                                                  lr_decay=self.stretch_decay(seconds, whole or seconds))
         run_whole(self.trainer)
 
-    def train_updates(self, updates: int) -> None:
-        """Train up to ``updates`` generator steps in all, a whole number of epochs."""
-        self.train_epochs(epochs_of(updates, len(self.images), self.trainer.config.batch_size))
+    def train_updates(self, updates: int, whole: int | None = None) -> None:
+        """Train up to ``updates`` generator steps in all, a whole number of epochs: a stretch of a run of ``whole``
+        updates (default: this)."""
+        faces, batch = len(self.images), self.trainer.config.batch_size
+        self.train_epochs(epochs_of(updates, faces, batch), epochs_of(whole or updates, faces, batch))
 
-    def train_epochs(self, epochs: int) -> None:
-        """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes)."""
-        self.trainer.config = dataclasses.replace(self.trainer.config, epochs=epochs, max_minutes=None)
+    def train_epochs(self, epochs: int, whole: int | None = None) -> None:
+        """Train up to ``epochs`` epochs whatever the time it takes (a budget of updates, not of minutes): a stretch
+        of a run of ``whole`` epochs (default: this)."""
+        self.trainer.config = dataclasses.replace(self.trainer.config, epochs=epochs, max_minutes=None,
+                                                  lr_decay=self.stretch_decay(epochs, whole or epochs))
         run_whole(self.trainer)
+
+    def stretch_decay(self, end: float, whole: float) -> float:
+        """The --lr-decay a stretch ending at ``end`` of a ``whole`` budget trains with. The trainer spreads the
+        schedule over the budget it is given, so a stretch scored on the way would decay to zero at its own end and
+        the next would start again at full rates. A stretch that ends before the decay begins trains at full rates
+        (no decay), as the whole run does there, and the last one carries the schedule; one that would end inside
+        the decay cannot be, and is refused."""
+        if end >= whole or not self.lr_decay:
+            return self.lr_decay
+        if end > (1 - self.lr_decay) * whole:
+            raise SystemExit(f"a score at {end:g} of {whole:g} falls inside --lr-decay's last {self.lr_decay:g} of "
+                             "the run: score before the decay begins or only at the end")
+        return 0.0
 
     @property
     def seen(self) -> int:

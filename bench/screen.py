@@ -202,11 +202,11 @@ def main(argv: list[str] | None = None) -> None:
                     for point in curve_points(name, seed):
                         with CpuWatch() as watch:
                             if args.updates is not None:
-                                run.train_updates(point)
+                                run.train_updates(point, whole=scored_updates[-1])
                             elif args.epochs is not None:
                                 run.train_epochs(args.epochs)
                             else:
-                                run.train_until(point * 60)
+                                run.train_until(point * 60, whole=args.minutes * 60)
                         notes.append(watch.note())
                         # the real training time, unrounded: the seed method is then given exactly as long
                         m = run.trainer.state.elapsed / 60 if by_updates else point

@@ -175,6 +175,25 @@ def test_a_bench_run_stopped_by_a_signal_stops_the_bench_instead_of_logging_a_pa
     assert run.trainer.state.step == 8
 
 
+def test_a_run_scored_on_the_way_keeps_its_learning_rate_schedule_over_the_whole_budget(tmp_path):
+    """A screen scored at 7,500 and 15,000 updates trained --lr-decay 0.25 as two schedules, decaying to zero at
+    7,500 and starting again at full rates. In stretches the run must end where the one unbroken run ends."""
+    from bench.runs import FaceganRun
+    images = (torch.rand(64, 3, 32, 32) * 255).to(torch.uint8)
+    config = small(tmp_path, batch_size=16, epochs=1, ema=0.0, lr_decay=0.5)
+    whole, in_stretches = FaceganRun(images, config), FaceganRun(images, config)
+    whole.train_updates(16)
+    in_stretches.train_updates(8, whole=16)
+    assert in_stretches.trainer.g_optimizer.param_groups[0]["lr"] == config.lr  # no decay yet at the halfway score
+    in_stretches.train_updates(16, whole=16)
+    assert in_stretches.trainer.state.step == whole.trainer.state.step == 16
+    for a, b in zip(whole.trainer.G.state_dict().values(), in_stretches.trainer.G.state_dict().values()):
+        assert torch.equal(a, b)
+    assert whole.trainer.g_optimizer.param_groups[0]["lr"] < config.lr / 4  # it did decay, near its end
+    with pytest.raises(SystemExit, match="falls inside --lr-decay's last 0.5 of the run"):
+        FaceganRun(images, config).train_updates(12, whole=16)
+
+
 @pytest.mark.slow
 def test_a_screen_of_updates_runs_both_framings_floors_and_the_seed_method_for_the_same_time(tmp_path, capsys,
                                                                                           monkeypatch):
