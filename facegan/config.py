@@ -215,8 +215,8 @@ _BEFORE_THE_FIELD = {"ema_warmup": 10.0}
 # mirrored faces and a 48-channel discriminator: the best FID per update that the quality search measured on both
 # framings (docs/quality.md), at 1.6x the compute per update, so it pays off in longer runs, not in the default's.
 # "wide-r1-cr" adds a light R1 penalty and lazy bCR to it: the best FID per update of issue 42's recipe search at
-# about twice (1.9x) the default's compute per update. R1's gamma 0.02 read better than 0.05 (and 0.2) on the means of
-# both framings, two seeds each.
+# about twice (1.9x) the default's compute per update. R1's gamma 0.02 read better than 0.05 on the means of both
+# framings, two seeds each (0.2 trailed both on head150, 0.01 tied there).
 _WIDE = dict(mirror=True, d_conv_dim=48)
 RECIPES = {
     "facegan": {},
