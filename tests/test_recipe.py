@@ -283,6 +283,24 @@ def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consiste
     assert {name: stored[name] for name in changed} == changed and stored["mirror"] is True
 
 
+def test_the_wider_r1_cr_recipe_is_wide_r1_cr_with_a_48_channel_generator(tmp_path):
+    import dataclasses
+    import json
+
+    from conftest import TINY
+    from facegan.cli import main
+    wider, stack = TrainConfig.recipe("wider-r1-cr"), TrainConfig.recipe("wide-r1-cr")
+    changed = {f.name: getattr(wider, f.name) for f in dataclasses.fields(TrainConfig)
+               if getattr(wider, f.name) != getattr(stack, f.name)}
+    assert changed == {"g_conv_dim": 48}
+    # TINY's narrow widths would override the one field this recipe changes, so it trains at its own widths here
+    at_its_widths = [flag for i, flag in enumerate(TINY) if "conv-dim" not in flag and "conv-dim" not in TINY[i - 1]]
+    out = tmp_path / "wider-r1-cr"
+    assert main(["train", *at_its_widths, "--recipe", "wider-r1-cr", "--epochs", "1", "--out", str(out)]) == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert (stored["g_conv_dim"], stored["d_conv_dim"], stored["r1_gamma"], stored["cr_every"]) == (48, 48, 0.02, 4)
+
+
 def test_the_recipe_help_spells_out_each_short_recipes_flags_from_the_recipes_themselves(capsys):
     from facegan.cli import build_parser
     from facegan.config import RECIPES
