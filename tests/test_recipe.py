@@ -252,13 +252,12 @@ def test_cli_recipe_then_flags(tmp_path):
 
 
 def test_the_wide_recipe_is_the_defaults_with_mirrored_faces_and_a_wider_discriminator(tmp_path):
-    import dataclasses
     import json
 
     from conftest import TINY
     from facegan.cli import main
     wide, default = TrainConfig.recipe("wide"), TrainConfig()
-    changed = {f.name for f in dataclasses.fields(TrainConfig) if getattr(wide, f.name) != getattr(default, f.name)}
+    changed = set(_fields_that_differ(wide, default))
     assert changed == {"mirror", "d_conv_dim"} and (wide.mirror, wide.d_conv_dim) == (True, 48)
     out = tmp_path / "wide"
     # TINY's own --d-conv-dim is laid over the recipe's 48; the mirroring stays
@@ -267,15 +266,19 @@ def test_the_wide_recipe_is_the_defaults_with_mirrored_faces_and_a_wider_discrim
     assert stored["mirror"] is True and stored["d_conv_dim"] == int(TINY[TINY.index("--d-conv-dim") + 1])
 
 
-def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consistency_regularisation(tmp_path):
+def _fields_that_differ(config: TrainConfig, base: TrainConfig) -> dict:
+    """The fields where ``config`` departs from ``base``, with ``config``'s values."""
     import dataclasses
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(config, f.name) != getattr(base, f.name)}
+
+
+def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consistency_regularisation(tmp_path):
     import json
 
     from conftest import TINY
     from facegan.cli import main
-    recipe, wide = TrainConfig.recipe("wide-r1-cr"), TrainConfig.recipe("wide")
-    changed = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)
-               if getattr(recipe, f.name) != getattr(wide, f.name)}
+    changed = _fields_that_differ(TrainConfig.recipe("wide-r1-cr"), TrainConfig.recipe("wide"))
     assert changed == {"r1_gamma": 0.02, "cr_weight": 0.1, "cr_every": 4}
     out = tmp_path / "wide-r1-cr"
     assert main(["train", *TINY, "--recipe", "wide-r1-cr", "--epochs", "1", "--out", str(out)]) == 0
@@ -284,14 +287,11 @@ def test_the_wide_r1_cr_recipe_is_wide_with_a_light_r1_penalty_and_lazy_consiste
 
 
 def test_the_wider_r1_cr_recipe_is_wide_r1_cr_with_a_48_channel_generator(tmp_path):
-    import dataclasses
     import json
 
     from conftest import TINY
     from facegan.cli import main
-    wider, stack = TrainConfig.recipe("wider-r1-cr"), TrainConfig.recipe("wide-r1-cr")
-    changed = {f.name: getattr(wider, f.name) for f in dataclasses.fields(TrainConfig)
-               if getattr(wider, f.name) != getattr(stack, f.name)}
+    changed = _fields_that_differ(TrainConfig.recipe("wider-r1-cr"), TrainConfig.recipe("wide-r1-cr"))
     assert changed == {"g_conv_dim": 48}
     # TINY's narrow widths would override the one field this recipe changes, so it trains at its own widths here
     at_its_widths = [flag for i, flag in enumerate(TINY) if "conv-dim" not in flag and "conv-dim" not in TINY[i - 1]]
