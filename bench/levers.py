@@ -7,13 +7,17 @@ side by side with the default in alternating rounds on the same data and machine
 
 Prints images/s per round, the best round, the ratio to the default's best, the share of this machine's fastest
 matmul rate (bf16 where the CPU has bf16 units, fp32 where bf16 is emulated; measured in the same run) that the
-default's arithmetic per image reaches at that speed, and the median round with its ratio. A lever that is the
+row's own arithmetic per image reaches at that speed, the median round with its ratio, and ``arith``: the row's
+arithmetic per update over the default's (FLOPs counted over a whole cycle of the lazy penalties), the cost a
+host's kernel speeds cannot blur. A lever that is the
 default's own setting on this machine (bf16 or fp32, whichever ``--precision auto`` picked) is left out. Every round records the CPU other processes
 used; a round with company is marked and left out of the best.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import statistics
 import time
 
@@ -27,7 +31,7 @@ from facegan.train import Trainer
 
 from .candidates import parse_candidate, settings_of
 from .common import CpuWatch, train_until
-from .throughput import matmul_rate, step_flops_per_image
+from .throughput import matmul_rate
 
 
 def unfused_adam(trainer: Trainer) -> None:
@@ -43,6 +47,25 @@ def compiled(**options):
         trainer.D = torch.compile(trainer.D, **options)
         trainer.G = torch.compile(trainer.G, **options)
     return patch
+
+
+def update_flops_per_image(config: TrainConfig, images: torch.Tensor) -> float:
+    """The arithmetic of one update per image, counted by torch's FLOP counter over a whole cycle of the lazy
+    penalties (R1 on one D step in ``r1_every``, bCR on one in ``cr_every``), so a lazy term costs its share. It
+    does not depend on the host: the ratio of two of these is what the images/s ratio would be if every kernel ran
+    equally well. A patch (fused Adam, compilation) changes no arithmetic, so it is counted on the plain step."""
+    from torch.utils.flop_counter import FlopCounterMode
+    cycle = math.lcm(config.r1_every if config.r1_gamma else 1, config.cr_every if config.cr_weight else 1)
+    trainer = Trainer(config, images=images, progress=False, write=False)
+    batches = TensorBatches(images, config.batch_size, device=trainer.device, channels_last=config.channels_last,
+                            mirror=config.mirror)
+    every_batch = itertools.chain.from_iterable(map(batches.epoch, itertools.count()))
+    seen = 0
+    with FlopCounterMode(display=False) as counter, trainer.session(len(batches)) as run:
+        for real in itertools.islice(every_batch, cycle):
+            run.step_done(len(real), trainer.train_step(real))
+            seen += len(real)
+    return counter.get_total_flops() / seen
 
 
 # name: (what it is, TrainConfig overrides, a patch applied to the built Trainer)
@@ -115,26 +138,28 @@ def main(argv: list[str] | None = None) -> None:
             print(f"round {len(rates[name])}: {name} {rate:.0f} images/s ({watch.note()})", flush=True)
 
     torch.set_num_threads(2)
-    trainer, batches = runs["default"]
-    flops = step_flops_per_image(trainer.train_step, next(batches.epoch(0)))
+    flops = {name: update_flops_per_image(runs[name][0].config, images) for name in names}
     matmul = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     fastest = max(matmul, key=matmul.get)
     peak = matmul[fastest]
-    print(f"{args.data or 'generated faces'}; torch {torch.__version__}; batch {trainer.config.batch_size}, "
-          f"precision {trainer.config.precision}; default step {flops / 1e6:.1f} MFLOP/image; matmul at 2 threads: "
-          f"fp32 {matmul['fp32'] / 1e9:.0f}, bf16 {matmul['bf16'] / 1e9:.1f} GFLOP/s; share = of {fastest}'s")
+    config = runs["default"][0].config
+    print(f"{args.data or 'generated faces'}; torch {torch.__version__}; batch {config.batch_size}, "
+          f"precision {config.precision}; default step {flops['default'] / 1e6:.1f} MFLOP/image; matmul at 2 "
+          f"threads: fp32 {matmul['fp32'] / 1e9:.0f}, bf16 {matmul['bf16'] / 1e9:.1f} GFLOP/s; share = of "
+          f"{fastest}'s; arith = FLOP per update over the default's")
     best_default = max((r for r, clean in rates["default"] if clean), default=float("nan"))
     median_default = statistics.median([r for r, clean in rates["default"] if clean] or [float("nan")])
     # the best round is what the machine allows; the median says whether a lever's best was one lucky round
     print(f"{'lever':<18}{'what':<62}{'rounds (images/s)':>30}{'best':>7}{'ratio':>7}{'share':>7}"
-          f"{'median':>8}{'ratio':>7}")
+          f"{'median':>8}{'ratio':>7}{'arith':>7}")
     for name in names:
         clean = [r for r, ok in rates[name] if ok]
         best = max(clean, default=float("nan"))
         median = statistics.median(clean or [float("nan")])
         rounds = " ".join(f"{r:.0f}" + ("" if ok else "*") for r, ok in rates[name])
         print(f"{name:<18}{levers[name][0]:<62}{rounds:>30}{best:>7.0f}{best / best_default:>7.2f}"
-              f"{best * flops / peak:>7.0%}{median:>8.0f}{median / median_default:>7.2f}")
+              f"{best * flops[name] / peak:>7.0%}{median:>8.0f}{median / median_default:>7.2f}"
+              f"{flops[name] / flops['default']:>7.2f}")
     if any(not ok for r in rates.values() for _, ok in r):
         print("* another process used the CPU during this round: left out of the best")
 
