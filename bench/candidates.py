@@ -13,8 +13,9 @@ from .runs import parse_overrides
 
 
 def parse_candidate(text: str) -> tuple[str, dict, list[tuple[float, float]]]:
-    """'lr4e-4 lr=4e-4 also_ema=0.9995 also_ema=0.9999:3' -> ('lr4e-4', {'lr': 0.0004}, [(0.9995, 10.0),
-    (0.9999, 3.0)]): an extra average is a decay, optionally with its warm-up W after a colon (default 10)."""
+    """'lr4e-4 lr=4e-4 also_ema=0.9995 also_ema=0.9999:3' -> ('lr4e-4', {'lr': 0.0004}, [(0.9995, 5.0),
+    (0.9999, 3.0)]): an extra average is a decay, optionally with its warm-up W after a colon (default: the
+    run's default warm-up, TrainConfig.ema_warmup)."""
     name, *settings = text.split()
     also_ema = []
     for item in settings:
