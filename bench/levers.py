@@ -9,9 +9,9 @@ Prints images/s per round, the best round, the ratio to the default's best, the 
 matmul rate (bf16 where the CPU has bf16 units, fp32 where bf16 is emulated; measured in the same run) that the
 row's own arithmetic per image reaches at that speed, the median round with its ratio, and ``arith``: the row's
 arithmetic per update over the default's (FLOPs counted over a whole cycle of the lazy penalties), the cost a
-host's kernel speeds cannot blur. A lever that is the
-default's own setting on this machine (bf16 or fp32, whichever ``--precision auto`` picked) is left out. Every round records the CPU other processes
-used; a round with company is marked and left out of the best.
+host's kernel speeds cannot blur. A lever that is the default's own setting on this machine (bf16 or fp32,
+whichever ``--precision auto`` picked) is left out. Every round records the CPU other processes used; a round with
+company is marked and left out of the best.
 """
 from __future__ import annotations
 
@@ -49,23 +49,21 @@ def compiled(**options):
     return patch
 
 
-def update_flops_per_image(config: TrainConfig, images: torch.Tensor) -> float:
-    """The arithmetic of one update per image, counted by torch's FLOP counter over a whole cycle of the lazy
+def update_flops(config: TrainConfig, images: torch.Tensor) -> float:
+    """The arithmetic of one update, counted by torch's FLOP counter and averaged over a whole cycle of the lazy
     penalties (R1 on one D step in ``r1_every``, bCR on one in ``cr_every``), so a lazy term costs its share. It
-    does not depend on the host: the ratio of two of these is what the images/s ratio would be if every kernel ran
-    equally well. A patch (fused Adam, compilation) changes no arithmetic, so it is counted on the plain step."""
+    does not depend on the host: the ratio of two of these is what the time per update would be if every kernel
+    ran equally well. A patch (fused Adam, compilation) changes no arithmetic, so it is counted on the plain step."""
     from torch.utils.flop_counter import FlopCounterMode
     cycle = math.lcm(config.r1_every if config.r1_gamma else 1, config.cr_every if config.cr_weight else 1)
     trainer = Trainer(config, images=images, progress=False, write=False)
     batches = TensorBatches(images, config.batch_size, device=trainer.device, channels_last=config.channels_last,
                             mirror=config.mirror)
     every_batch = itertools.chain.from_iterable(map(batches.epoch, itertools.count()))
-    seen = 0
     with FlopCounterMode(display=False) as counter, trainer.session(len(batches)) as run:
         for real in itertools.islice(every_batch, cycle):
             run.step_done(len(real), trainer.train_step(real))
-            seen += len(real)
-    return counter.get_total_flops() / seen
+    return counter.get_total_flops() / cycle
 
 
 # name: (what it is, TrainConfig overrides, a patch applied to the built Trainer)
@@ -138,15 +136,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"round {len(rates[name])}: {name} {rate:.0f} images/s ({watch.note()})", flush=True)
 
     torch.set_num_threads(2)
-    flops = {name: update_flops_per_image(runs[name][0].config, images) for name in names}
+    flops = {name: update_flops(runs[name][0].config, images) for name in names}
+    batch = {name: runs[name][0].config.batch_size for name in names}
     matmul = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     fastest = max(matmul, key=matmul.get)
     peak = matmul[fastest]
     config = runs["default"][0].config
     print(f"{args.data or 'generated faces'}; torch {torch.__version__}; batch {config.batch_size}, "
-          f"precision {config.precision}; default step {flops['default'] / 1e6:.1f} MFLOP/image; matmul at 2 "
-          f"threads: fp32 {matmul['fp32'] / 1e9:.0f}, bf16 {matmul['bf16'] / 1e9:.1f} GFLOP/s; share = of "
-          f"{fastest}'s; arith = FLOP per update over the default's")
+          f"precision {config.precision}; default step {flops['default'] / batch['default'] / 1e6:.1f} "
+          f"MFLOP/image; matmul at 2 threads: fp32 {matmul['fp32'] / 1e9:.0f}, bf16 {matmul['bf16'] / 1e9:.1f} "
+          f"GFLOP/s; share = of {fastest}'s; arith = FLOP per update over the default's (for a row with another "
+          f"batch size the images/s ratio is not the ratio of time per update)")
     best_default = max((r for r, clean in rates["default"] if clean), default=float("nan"))
     median_default = statistics.median([r for r, clean in rates["default"] if clean] or [float("nan")])
     # the best round is what the machine allows; the median says whether a lever's best was one lucky round
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         median = statistics.median(clean or [float("nan")])
         rounds = " ".join(f"{r:.0f}" + ("" if ok else "*") for r, ok in rates[name])
         print(f"{name:<18}{levers[name][0]:<62}{rounds:>30}{best:>7.0f}{best / best_default:>7.2f}"
-              f"{best * flops[name] / peak:>7.0%}{median:>8.0f}{median / median_default:>7.2f}"
+              f"{best / batch[name] * flops[name] / peak:>7.0%}{median:>8.0f}{median / median_default:>7.2f}"
               f"{flops[name] / flops['default']:>7.2f}")
     if any(not ok for r in rates.values() for _, ok in r):
         print("* another process used the CPU during this round: left out of the best")

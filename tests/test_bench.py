@@ -102,16 +102,18 @@ def test_a_lazy_penalty_costs_its_share_of_the_counted_arithmetic(tmp_path):
     """The arith column averages over a whole cycle of the lazy penalties: bCR on one D step in four adds a quarter
     of what bCR on every step adds (a count over one step, the bench's old way, saw every candidate pay in full),
     and R1 on one step in three adds a third of R1 on every step."""
-    from bench.levers import update_flops_per_image
+    from bench.levers import update_flops
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
 
     def arith(**overrides):
-        return update_flops_per_image(small(tmp_path, **overrides), images)
+        return update_flops(small(tmp_path, **overrides), images)
     plain, every_step, every_fourth = arith(), arith(cr_weight=0.1), arith(cr_weight=0.1, cr_every=4)
     assert every_step > plain
     assert every_fourth == pytest.approx(plain + (every_step - plain) / 4, rel=1e-9)
     r1_every_step, r1_every_third = arith(r1_gamma=0.02, r1_every=1), arith(r1_gamma=0.02, r1_every=3)
     assert r1_every_third == pytest.approx(plain + (r1_every_step - plain) / 3, rel=1e-9)
+    # per update, not per image: half the batch is half the arithmetic of an update
+    assert arith(batch_size=16) == pytest.approx(plain / 2, rel=1e-9)
 
 
 @pytest.mark.slow
